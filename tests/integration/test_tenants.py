@@ -1,0 +1,113 @@
+"""Onboarding a business with `wabridge tenants`, secrets encrypted at rest and never printed in full."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from wabridge.connectors import postgres
+from wabridge.settings import Settings
+from wabridge.tenants import SecretBox, TenantStore
+from wabridge.tenants.crypto import generate_key
+
+APP_SECRET = "fake-app-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def tenant_env(isolated_settings: Settings, tmp_path: Path):
+    await postgres.migrate(isolated_settings)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WABRIDGE_")},
+        "WABRIDGE_POSTGRES_SCHEMA": isolated_settings.postgres_schema,
+        "WABRIDGE_SECRETS_KEY": generate_key(),
+    }
+    try:
+        yield env, tmp_path
+    finally:
+        await postgres.drop_schema(isolated_settings)
+
+
+def _tenants(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wabridge", "tenants", *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
+
+
+ADD = [
+    "add", "--id", "acme", "--name", "Acme Retail", "--phone-number", "106540352242922=15550783881",
+    "--genesys-region", "mypurecloud.ie", "--genesys-client-id", "client-1",
+    "--genesys-integration-id", "5e5a1c43-0000-4000-8000-000000000abc",
+    "--meta-app-secret", APP_SECRET, "--meta-verify-token", "fake-verify-token",
+    "--meta-access-token", "fake-access-token-EAAG0000000000", "--genesys-client-secret", "fake-client-secret-xyz",
+    "--genesys-webhook-secret", "fake-webhook-secret-xyz",
+]  # fmt: skip
+
+
+async def test_add_show_update_disable_a_tenant(tenant_env, isolated_settings: Settings) -> None:
+    env, cwd = tenant_env
+    added = _tenants(ADD, env, cwd)
+    assert added.returncode == 0, added.stderr
+
+    listed = _tenants(["list"], env, cwd)
+    assert listed.stdout.split("\t")[:2] == ["acme", "active"]
+
+    shown = _tenants(["show", "acme"], env, cwd)
+    assert APP_SECRET not in shown.stdout and "fake-client-secret-xyz" not in shown.stdout
+    described = orjson.loads(shown.stdout)
+    assert described["phone_numbers"] == [{"phone_number_id": "106540352242922", "display_phone_number": "15550783881"}]
+    assert described["config"]["genesys_region"] == "mypurecloud.ie"
+
+    # At rest: nothing in PostgreSQL carries the secret in clear text.
+    conn = await asyncpg.connect(isolated_settings.postgres_dsn.get_secret_value())
+    try:
+        raw = await conn.fetchval(
+            f'SELECT credentials::text FROM "{isolated_settings.postgres_schema}".tenant_credentials'
+        )
+    finally:
+        await conn.close()
+    assert APP_SECRET not in raw and "fake-webhook-secret-xyz" not in raw
+
+    updated = _tenants(
+        ["update", "acme", "--add-phone-number", "106540352242923=15550783882", "--meta-app-secret", "fake-rotated"],
+        env,
+        cwd,
+    )
+    assert updated.returncode == 0, updated.stderr
+    assert _tenants(["disable", "acme"], env, cwd).returncode == 0
+
+    pool = await postgres.connect(isolated_settings, min_size=1, max_size=1)
+    try:
+        store = TenantStore(pool, SecretBox(SecretStr(env["WABRIDGE_SECRETS_KEY"])))
+        tenant = await store.find_by_phone_number_id("106540352242923")
+        assert tenant is not None and tenant.id == "acme"
+        assert not tenant.active
+        assert tenant.secrets.meta_app_secret.get_secret_value() == "fake-rotated"
+        assert tenant.config.genesys_login_base == "https://login.mypurecloud.ie"
+        assert await store.find_by_phone_number_id("999") is None
+    finally:
+        await pool.close()
+
+
+def test_a_phone_number_belongs_to_one_tenant(tenant_env) -> None:
+    env, cwd = tenant_env
+    assert _tenants(ADD, env, cwd).returncode == 0
+    other = [*ADD]
+    other[other.index("acme")] = "other"
+    clash = _tenants(other, env, cwd)
+    assert clash.returncode != 0
+    assert "already belong to another tenant: 106540352242922 (tenant acme)" in clash.stderr
+
+
+def test_missing_secrets_key_is_a_clear_error(tenant_env) -> None:
+    env, cwd = tenant_env
+    env = {k: v for k, v in env.items() if k != "WABRIDGE_SECRETS_KEY"}
+    result = _tenants(ADD, env, cwd)
+    assert result.returncode != 0
+    assert "WABRIDGE_SECRETS_KEY is not set" in result.stderr

@@ -1,0 +1,3 @@
+from wabridge.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""Kafka: topic creation with explicit partition counts (Tansu would auto-create with 4)."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from wabridge.errors import ConfigurationError
+from wabridge.settings import Settings
+from wabridge.streams.topics import stage_topic_names
+
+# CreateTopics error code for "already exists"; Tansu answers with it in the response body.
+_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+
+
+async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> list[str]:
+    """Create missing topics with ``kafka_partitions`` partitions; refuse a count mismatch."""
+    wanted = topics if topics is not None else stage_topic_names(settings)
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        created = []
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor) for t in missing]
+            )
+            for topic, code, message in response.topic_errors:
+                if code == 0:
+                    created.append(topic)
+                elif code != _TOPIC_ALREADY_EXISTS:
+                    raise ConfigurationError(f"cannot create topic {topic}: {message} (error {code})")
+    finally:
+        await admin.close()
+    counts = await partition_counts(settings, wanted)
+    wrong = {t: n for t, n in counts.items() if n != settings.kafka_partitions}
+    if wrong:
+        raise ConfigurationError(
+            f"topics with a partition count other than {settings.kafka_partitions} break co-partitioning: {wrong}"
+        )
+    return created
+
+
+async def delete_topics(settings: Settings, topics: list[str]) -> None:
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

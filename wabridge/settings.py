@@ -1,0 +1,100 @@
+"""The one settings object: typed, frozen, read from the environment (``WABRIDGE_*``) in one place.
+
+Every process builds it once (``Settings()``) and passes it on explicitly; no other module reads
+``os.environ``. ``wabridge dev up`` writes the embedded stack's values to ``.wabridge/dev.env``,
+which is read here after the real environment, so the embedded default needs no configuration
+while a deployment sets plain environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ENV_FILE = Path(".wabridge") / "dev.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WABRIDGE_",
+        env_file=DEV_ENV_FILE,
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="ignore",
+    )
+
+    # --- Kafka-compatible broker -------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Every stage topic has this many partitions; tables are co-partitioned with them.
+    kafka_partitions: int = Field(default=8, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # Prefix for every topic name and the consumer group: tests and parallel deployments isolate by it.
+    kafka_topic_prefix: str = ""
+    # Idempotent producer (exactly one copy per send on retry). Tansu cannot do InitProducerId,
+    # so the embedded stack turns it off; downstream dedupe on wamid covers the retry duplicates.
+    kafka_idempotent: bool = True
+
+    # --- S3 / MinIO ----------------------------------------------------------------------------
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    # The host presigned URLs are made for: it must be reachable by Genesys.
+    s3_public_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr = SecretStr("wabridge-dev-access-key")
+    s3_secret_key: SecretStr = SecretStr("wabridge-dev-secret-key")
+    s3_bucket_webhooks: str = "webhooks-inbound"
+    s3_bucket_media_inbound: str = "media-inbound"
+    s3_bucket_media_outbound: str = "media-outbound"
+    media_url_expiry_s: int = Field(default=3600, ge=60)
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+    postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/wabridge")
+    # Schema holding the tables; tests use one each.
+    postgres_schema: str = "public"
+
+    # --- Redis ---------------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prepended to the seed's keys (``mapping:wa:…``); empty in production, unique per test.
+    redis_key_prefix: str = ""
+
+    # --- RabbitMQ ------------------------------------------------------------------------------
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    rabbitmq_queue_prefix: str = ""
+    # Deliveries before a message goes to the dead-letter queue (quorum queue x-delivery-limit).
+    rabbitmq_delivery_limit: int = Field(default=5, ge=1)
+    rabbitmq_prefetch: int = Field(default=256, ge=1)
+
+    # --- Secrets at rest -----------------------------------------------------------------------
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts tenant credentials in PostgreSQL.
+    secrets_key: SecretStr | None = None
+
+    # --- Processes -----------------------------------------------------------------------------
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 3009
+    # Meta sends payloads up to 3 MB; anything above this is refused with 413.
+    webhook_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=3 * 1024 * 1024)
+    # Per-tenant webhooks per minute (``ratelimit:{tenantId}:{minute}``).
+    webhook_rate_limit_per_minute: int = Field(default=600_000, ge=1)
+    worker_host: str = "127.0.0.1"
+    worker_port: int = 3005
+    bridge_metrics_port: int = 3011
+    sim_meta_host: str = "127.0.0.1"
+    sim_meta_port: int = 3101
+    sim_genesys_host: str = "127.0.0.1"
+    sim_genesys_port: int = 3102
+    meta_graph_version: str = "v21.0"
+
+    # --- Embedded development stack ------------------------------------------------------------
+    state_dir: Path = Path(".wabridge")
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """The full name of a stage topic (or consumer group) under this deployment's prefix."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def queue(self, name: str) -> str:
+        return f"{self.rabbitmq_queue_prefix}{name}"
+
+    def redis_key(self, key: str) -> str:
+        return f"{self.redis_key_prefix}{key}"

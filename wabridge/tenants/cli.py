@@ -1,0 +1,197 @@
+"""``wabridge tenants add | list | show | update | disable | enable | generate-key``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+from pydantic import SecretStr, ValidationError
+
+from wabridge.connectors import postgres
+from wabridge.errors import ConfigurationError
+from wabridge.settings import Settings
+from wabridge.tenants.crypto import SecretBox, generate_key
+from wabridge.tenants.models import (
+    SECRET_FIELDS,
+    PhoneNumber,
+    Tenant,
+    TenantConfig,
+    TenantSecrets,
+    mask_secret,
+)
+from wabridge.tenants.store import TenantStore, merge_phone_numbers
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[TenantStore], Awaitable[T]]) -> T:
+    settings = Settings()
+
+    async def main() -> T:
+        box = SecretBox.from_settings(settings)
+        pool = await postgres.connect(settings, min_size=1, max_size=2)
+        try:
+            return await work(TenantStore(pool, box))
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(main())
+    except (ConfigurationError, ValidationError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _parse_numbers(values: tuple[str, ...]) -> list[PhoneNumber]:
+    numbers = []
+    for value in values:
+        phone_number_id, sep, display = value.partition("=")
+        if not sep or not phone_number_id or not display:
+            raise click.BadParameter(f"{value!r}: expected PHONE_NUMBER_ID=DISPLAY_NUMBER, e.g. 1065403522=15550783881")
+        numbers.append(PhoneNumber(phone_number_id=phone_number_id, display_phone_number=display))
+    return numbers
+
+
+def describe(tenant: Tenant) -> dict[str, Any]:
+    """What an operator may see: everything but the secrets, which are masked."""
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "active": tenant.active,
+        "phone_numbers": [p.model_dump() for p in tenant.phone_numbers],
+        "config": tenant.config.model_dump(),
+        "secrets": {name: mask_secret(getattr(tenant.secrets, name)) for name in SECRET_FIELDS},
+    }
+
+
+def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--genesys-region", help="Genesys region domain, e.g. mypurecloud.com, usw2.pure.cloud"),
+            click.option("--genesys-client-id", help="OAuth client id (client credentials grant)"),
+            click.option("--genesys-integration-id", help="Open Messaging integration id"),
+            click.option("--genesys-api-url", help="Override the API host (https://api.<region>)"),
+            click.option("--genesys-login-url", help="Override the login host (https://login.<region>)"),
+            click.option("--meta-graph-url", help="Override the Graph API host (https://graph.facebook.com)"),
+            click.option("--rate-limit-per-minute", type=int, help="Webhooks per minute for this tenant"),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _secret_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(SECRET_FIELDS):
+            flag = "--" + name.replace("_", "-")
+            if required:
+                func = click.option(flag, prompt=True, hide_input=True, help=f"{name} (prompted when omitted)")(func)
+            else:
+                func = click.option(flag, help=f"new {name}")(func)
+        return func
+
+    return decorate
+
+
+def _config_values(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in TenantConfig.model_fields and v is not None}
+
+
+@click.group()
+def tenants() -> None:
+    """Onboard and manage tenants (businesses) without SQL."""
+
+
+@tenants.command("generate-key")
+def generate_key_command() -> None:
+    """Print a new WABRIDGE_SECRETS_KEY for encrypting tenant credentials."""
+    click.echo(generate_key())
+
+
+@tenants.command()
+@click.option("--id", "tenant_id", required=True, help="Short id: lowercase letters, digits, - and _")
+@click.option("--name", required=True)
+@click.option(
+    "--phone-number",
+    "phone_numbers",
+    multiple=True,
+    required=True,
+    help="PHONE_NUMBER_ID=DISPLAY_NUMBER; repeat for several numbers",
+)
+@_config_options
+@_secret_options(required=True)
+def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], **options: Any) -> None:
+    """Add a tenant (or replace one with the same id)."""
+    secrets = TenantSecrets(**{k: SecretStr(options[k]) for k in SECRET_FIELDS})
+    tenant = Tenant(
+        id=tenant_id,
+        name=name,
+        phone_numbers=tuple(_parse_numbers(phone_numbers)),
+        config=TenantConfig(**_config_values(options)),
+        secrets=secrets,
+    )
+    _run(lambda store: store.upsert(tenant))
+    click.echo(f"tenant {tenant_id} saved")
+
+
+@tenants.command("list")
+def list_tenants() -> None:
+    """One line per tenant."""
+    for tenant in _run(lambda store: store.list()):
+        numbers = ",".join(p.phone_number_id for p in tenant.phone_numbers)
+        state = "active" if tenant.active else "disabled"
+        click.echo(f"{tenant.id}\t{state}\t{tenant.name}\t{numbers}")
+
+
+@tenants.command()
+@click.argument("tenant_id")
+def show(tenant_id: str) -> None:
+    """A tenant as JSON, secrets masked."""
+    tenant = _run(lambda store: store.get(tenant_id))
+    click.echo(orjson.dumps(describe(tenant), option=orjson.OPT_INDENT_2).decode())
+
+
+@tenants.command()
+@click.argument("tenant_id")
+@click.option("--name")
+@click.option("--add-phone-number", "added", multiple=True, help="PHONE_NUMBER_ID=DISPLAY_NUMBER")
+@click.option("--remove-phone-number", "removed", multiple=True, help="PHONE_NUMBER_ID")
+@_config_options
+@_secret_options(required=False)
+def update(tenant_id: str, name: str | None, added: tuple[str, ...], removed: tuple[str, ...], **options: Any) -> None:
+    """Change some of a tenant's settings or credentials."""
+
+    async def work(store: TenantStore) -> None:
+        current = await store.get(tenant_id)
+        secrets = current.secrets.model_copy(update={k: SecretStr(options[k]) for k in SECRET_FIELDS if options.get(k)})
+        config = TenantConfig(**{**current.config.model_dump(), **_config_values(options)})
+        updated = current.model_copy(
+            update={
+                "name": name or current.name,
+                "phone_numbers": merge_phone_numbers(current.phone_numbers, _parse_numbers(added), removed),
+                "config": config,
+                "secrets": secrets,
+            }
+        )
+        await store.upsert(Tenant.model_validate(updated.model_dump()))
+
+    _run(work)
+    click.echo(f"tenant {tenant_id} updated")
+
+
+@tenants.command()
+@click.argument("tenant_id")
+def disable(tenant_id: str) -> None:
+    """Stop accepting this tenant's webhooks (Meta gets 403)."""
+    _run(lambda store: store.set_active(tenant_id, False))
+    click.echo(f"tenant {tenant_id} disabled")
+
+
+@tenants.command()
+@click.argument("tenant_id")
+def enable(tenant_id: str) -> None:
+    """Accept this tenant's webhooks again."""
+    _run(lambda store: store.set_active(tenant_id, True))
+    click.echo(f"tenant {tenant_id} enabled")

@@ -1,0 +1,125 @@
+"""Tenants in PostgreSQL: ``tenants``, ``tenant_phone_numbers``, ``tenant_credentials`` (encrypted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import SecretStr
+
+from wabridge.errors import ConfigurationError
+from wabridge.tenants.crypto import SecretBox
+from wabridge.tenants.models import SECRET_FIELDS, PhoneNumber, Tenant, TenantConfig, TenantSecrets
+
+
+class TenantNotFound(ConfigurationError):
+    pass
+
+
+class TenantStore:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox) -> None:
+        self._pool = pool
+        self._box = box
+
+    def _encrypt(self, secrets: TenantSecrets) -> str:
+        encrypted = {name: self._box.encrypt(getattr(secrets, name).get_secret_value()) for name in SECRET_FIELDS}
+        return orjson.dumps(encrypted).decode()
+
+    def _decrypt(self, stored: str | dict[str, Any]) -> TenantSecrets:
+        data = orjson.loads(stored) if isinstance(stored, str) else stored
+        return TenantSecrets(**{name: SecretStr(self._box.decrypt(data[name])) for name in SECRET_FIELDS})
+
+    async def upsert(self, tenant: Tenant) -> None:
+        """Create the tenant or replace all of its data (phone numbers, config, credentials)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            owners = await conn.fetch(
+                "SELECT phone_number_id, tenant_id FROM tenant_phone_numbers"
+                " WHERE phone_number_id = ANY($1::text[]) AND tenant_id <> $2",
+                [p.phone_number_id for p in tenant.phone_numbers],
+                tenant.id,
+            )
+            if owners:
+                taken = ", ".join(f"{r['phone_number_id']} (tenant {r['tenant_id']})" for r in owners)
+                raise ConfigurationError(f"phone number ids already belong to another tenant: {taken}")
+            await conn.execute(
+                "INSERT INTO tenants (id, name, active, config) VALUES ($1, $2, $3, $4::jsonb)"
+                " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = EXCLUDED.active,"
+                " config = EXCLUDED.config, updated_at = NOW()",
+                tenant.id,
+                tenant.name,
+                tenant.active,
+                tenant.config.model_dump_json(),
+            )
+            await conn.execute("DELETE FROM tenant_phone_numbers WHERE tenant_id = $1", tenant.id)
+            await conn.executemany(
+                "INSERT INTO tenant_phone_numbers (phone_number_id, tenant_id, display_phone_number)"
+                " VALUES ($1, $2, $3)",
+                [(p.phone_number_id, tenant.id, p.display_phone_number) for p in tenant.phone_numbers],
+            )
+            await conn.execute(
+                "INSERT INTO tenant_credentials (tenant_id, credentials) VALUES ($1, $2::jsonb)"
+                " ON CONFLICT (tenant_id) DO UPDATE SET credentials = EXCLUDED.credentials,"
+                " updated_at = NOW()",
+                tenant.id,
+                self._encrypt(tenant.secrets),
+            )
+
+    async def get(self, tenant_id: str) -> Tenant:
+        tenants = await self._load("WHERE t.id = $1", tenant_id)
+        if not tenants:
+            raise TenantNotFound(f"no tenant with id {tenant_id!r}")
+        return tenants[0]
+
+    async def find_by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        tenants = await self._load(
+            "WHERE t.id = (SELECT tenant_id FROM tenant_phone_numbers WHERE phone_number_id = $1)",
+            phone_number_id,
+        )
+        return tenants[0] if tenants else None
+
+    async def list(self) -> list[Tenant]:
+        return await self._load("")
+
+    async def set_active(self, tenant_id: str, active: bool) -> None:
+        result = await self._pool.execute(
+            "UPDATE tenants SET active = $2, updated_at = NOW() WHERE id = $1", tenant_id, active
+        )
+        if result.endswith(" 0"):
+            raise TenantNotFound(f"no tenant with id {tenant_id!r}")
+
+    async def _load(self, where: str, *args: object) -> list[Tenant]:
+        rows = await self._pool.fetch(
+            # `where` is one of this class's fixed clauses; values go in as parameters.
+            "SELECT t.id, t.name, t.active, t.config, c.credentials,"  # noqa: S608
+            " COALESCE(json_agg(json_build_object('phone_number_id', p.phone_number_id,"
+            " 'display_phone_number', p.display_phone_number) ORDER BY p.phone_number_id)"
+            " FILTER (WHERE p.phone_number_id IS NOT NULL), '[]') AS phone_numbers"
+            " FROM tenants t JOIN tenant_credentials c ON c.tenant_id = t.id"
+            " LEFT JOIN tenant_phone_numbers p ON p.tenant_id = t.id "
+            f"{where} GROUP BY t.id, c.credentials ORDER BY t.id",
+            *args,
+        )
+        return [self._tenant(row) for row in rows]
+
+    def _tenant(self, row: asyncpg.Record) -> Tenant:
+        return Tenant(
+            id=row["id"],
+            name=row["name"],
+            active=row["active"],
+            config=TenantConfig.model_validate_json(row["config"]),
+            phone_numbers=tuple(PhoneNumber(**p) for p in orjson.loads(row["phone_numbers"])),
+            secrets=self._decrypt(row["credentials"]),
+        )
+
+
+def merge_phone_numbers(
+    current: Iterable[PhoneNumber], added: Iterable[PhoneNumber], removed: Iterable[str]
+) -> tuple[PhoneNumber, ...]:
+    by_id = {p.phone_number_id: p for p in current}
+    for p in added:
+        by_id[p.phone_number_id] = p
+    for phone_number_id in removed:
+        by_id.pop(phone_number_id, None)
+    return tuple(by_id[k] for k in sorted(by_id))
