@@ -99,3 +99,6 @@ async def empty_buckets(settings: Settings) -> None:
             async for obj in client.list_objects(policy.name, recursive=True, include_version=True):
                 await client.remove_object(policy.name, obj.object_name, version_id=obj.version_id)
             await client.remove_bucket(policy.name)
+
+
+pytest_plugins = ["tests.integration.edge_fixtures"]

@@ -8,10 +8,13 @@ import click
 
 # name -> "module:attribute" of a click command or group.
 _COMMANDS: dict[str, str] = {
+    "sim": "wabridge.simulators.cli:sim",
     "dev": "wabridge.dev.cli:dev",
     "run": "wabridge.dev.cli:run",
     "migrate": "wabridge.connectors.postgres_cli:migrate",
     "tenants": "wabridge.tenants.cli:tenants",
+    "webhook": "wabridge.commands:webhook",
+    "bridge": "wabridge.commands:bridge",
 }
 
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from miniopy_async.commonconfig import ENABLED
 
+from tests.integration.edge_fixtures import drain
 from wabridge.connectors import kafka, postgres, rabbitmq, s3
 from wabridge.dev import services, stack
 from wabridge.errors import ConfigurationError
@@ -103,22 +104,15 @@ async def test_poison_message_is_dead_lettered_after_the_delivery_limit(provisio
         )
         queue = await channel.get_queue(queue_name, ensure=False)
         deliveries = 0
-        for _ in range(provisioned.rabbitmq_delivery_limit + 5):
-            message = await queue.get(fail=False, timeout=5)
-            if message is None:
-                await asyncio.sleep(0.2)
-                continue
-            deliveries += 1
-            await message.nack(requeue=True)
-        dead = await channel.get_queue(queue_name + DEAD_LETTER_SUFFIX, ensure=False)
-        for _ in range(50):
-            dead_message = await dead.get(fail=False, timeout=5)
-            if dead_message is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert dead_message is not None, "a message returned past the delivery limit must be dead-lettered"
-        assert dead_message.body == b"poison"
-        await dead_message.ack()
+        try:
+            async with queue.iterator(timeout=2) as messages:
+                async for message in messages:
+                    deliveries += 1
+                    await message.nack(requeue=True)
+        except TimeoutError:
+            pass
+        [dead_message] = await drain(provisioned, queue_name + DEAD_LETTER_SUFFIX)
+        assert dead_message.body == b"poison", "a message returned past the delivery limit must be dead-lettered"
         assert deliveries == provisioned.rabbitmq_delivery_limit + 1
     finally:
         await connection.close()

@@ -6,11 +6,19 @@ returned is dead-lettered after that many deliveries instead of looping forever.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from wabridge.errors import TransientError
 from wabridge.settings import Settings
 from wabridge.streams.topics import DEAD_LETTER_EXCHANGE, DEAD_LETTER_SUFFIX, QUEUES
+
+log = logging.getLogger(__name__)
 
 
 async def connect(settings: Settings) -> AbstractRobustConnection:
@@ -25,6 +33,8 @@ def queue_arguments(settings: Settings, queue_name: str) -> dict[str, object]:
     """Arguments every declaration of ``queue_name`` must use (RabbitMQ refuses a mismatch)."""
     return {
         "x-queue-type": "quorum",
+        # One consumer at a time (others wait as hot standbys): the queue's order is kept end to end.
+        "x-single-active-consumer": True,
         "x-delivery-limit": settings.rabbitmq_delivery_limit,
         "x-dead-letter-exchange": dead_letter_exchange(settings),
         "x-dead-letter-routing-key": queue_name + DEAD_LETTER_SUFFIX,
@@ -67,3 +77,66 @@ async def delete_topology(settings: Settings) -> None:
         await channel.exchange_delete(dead_letter_exchange(settings))
     finally:
         await connection.close()
+
+
+class DurablePublisher:
+    """Publishes persistent messages and returns only once RabbitMQ has confirmed them.
+
+    The connection is made on first use and remade after a failure, so a process can start while
+    RabbitMQ is down and answer "not durable" (the edge's 503) instead of refusing to start.
+    """
+
+    def __init__(self, settings: Settings, *, attempts: int = 3, confirm_timeout_s: float = 5.0) -> None:
+        self._settings = settings
+        self._attempts = attempts
+        self._confirm_timeout_s = confirm_timeout_s
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready_channel(self) -> AbstractChannel:
+        async with self._lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            await self.close()
+            self._connection = await aio_pika.connect(
+                self._settings.rabbitmq_url.get_secret_value(), timeout=self._confirm_timeout_s
+            )
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            return self._channel
+
+    async def publish(self, queue: str, body: bytes, headers: dict[str, Any]) -> None:
+        """Publish to ``queue`` (a full name) or raise ``TransientError`` after ``attempts`` tries."""
+        message = aio_pika.Message(
+            body,
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+        )
+        last_error: BaseException | None = None
+        for attempt in range(1, self._attempts + 1):
+            try:
+                channel = await self._ready_channel()
+                await channel.default_exchange.publish(
+                    message, routing_key=queue, mandatory=True, timeout=self._confirm_timeout_s
+                )
+                return
+            except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, ConnectionError) as exc:
+                last_error = exc
+                log.warning("publish to %s failed (attempt %d/%d): %r", queue, attempt, self._attempts, exc)
+                self._channel = None
+                await asyncio.sleep(0.05 * attempt)
+        raise TransientError(f"RabbitMQ did not confirm the message on {queue}: {last_error!r}")
+
+    async def healthy(self) -> bool:
+        try:
+            await self._ready_channel()
+        except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, ConnectionError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError, OSError, ConnectionError):
+                await connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -74,3 +75,7 @@ async def ensure_buckets(settings: Settings) -> list[str]:
                 await s3.set_bucket_versioning(policy.name, VersioningConfig(ENABLED))
             await s3.set_bucket_lifecycle(policy.name, _lifecycle(policy))
     return created
+
+
+async def put_bytes(client: Minio, bucket: str, key: str, data: bytes, content_type: str = "application/json") -> None:
+    await client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)

@@ -1,0 +1,241 @@
+"""The webhook edge against real PostgreSQL, Redis, RabbitMQ and S3: every answer Meta or Genesys can get."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from tests.integration.edge_fixtures import (
+    APP_SECRET,
+    GENESYS_WEBHOOK_SECRET,
+    INTEGRATION_ID,
+    PHONE_NUMBER_ID,
+    RunningEdge,
+    make_tenant,
+    save_tenants,
+    serve_edge,
+    webhook_body,
+)
+from wabridge.connectors import s3
+from wabridge.settings import Settings
+from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
+from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
+
+
+async def post_meta(edge: RunningEdge, body: bytes, secret: str | None = APP_SECRET, **headers: str) -> int:
+    all_headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua", **headers}
+    if secret is not None:
+        all_headers["X-Hub-Signature-256"] = sign_webhook(secret, body)
+    async with edge.session.post(edge.url + "/webhook/meta", data=body, headers=all_headers) as response:
+        await response.read()
+        return response.status
+
+
+async def archived(settings: Settings, prefix: str = "") -> dict[str, bytes]:
+    async with s3.client(settings) as client:
+        objects = {}
+        async for obj in client.list_objects(settings.s3_bucket_webhooks, prefix=prefix, recursive=True):
+            response = await client.get_object(settings.s3_bucket_webhooks, obj.object_name)
+            objects[obj.object_name] = await response.read()
+        return objects
+
+
+async def test_verify_handshake(edge: RunningEdge) -> None:
+    params = {"hub.mode": "subscribe", "hub.verify_token": "acme-verify-token", "hub.challenge": "1158201444"}
+    async with edge.session.get(edge.url + "/webhook/meta", params=params) as response:
+        assert response.status == 200
+        assert await response.text() == "1158201444"
+    async with edge.session.get(edge.url + "/webhook/meta", params={**params, "hub.verify_token": "nope"}) as response:
+        assert response.status == 403
+
+
+async def test_accepted_webhook_is_queued_and_archived_with_the_seed_key_and_metadata(edge: RunningEdge) -> None:
+    spec = InboundSpec(kind="text", text="Hello, I need help", wamid="wamid.TEST1")
+    body = webhook_body(spec)
+    assert await post_meta(edge, body) == 200
+
+    [queued] = await edge.queued(INBOUND_WHATSAPP_MESSAGES)
+    assert queued.body == body, "the queue carries the raw bytes Meta signed"
+    assert orjson.loads(str(queued.headers["tenants"])) == {PHONE_NUMBER_ID: "acme"}
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    objects = await archived(edge.settings, "acme/")
+    [(key, document)] = objects.items()
+    assert key.startswith(f"acme/{today}/") and key.endswith("-wamid.TEST1.json")
+    stored = orjson.loads(document)
+    assert stored["entry"] == orjson.loads(body)["entry"]
+    metadata = stored["metadata"]
+    assert metadata["tenant_id"] == "acme"
+    assert metadata["webhook_signature"] == sign_webhook(APP_SECRET, body)
+    assert metadata["source_ip"] == "127.0.0.1"
+    assert metadata["user_agent"] == "facebookexternalua"
+    assert metadata["stored_at"].startswith(today)
+    # The raw body is recoverable byte for byte: everything before the appended metadata member.
+    assert document.startswith(body[:-1] + b',"metadata":')
+
+
+@pytest.mark.parametrize("json_style", ["utf8", "meta_escaped"])
+async def test_signature_over_non_ascii_raw_bytes(edge: RunningEdge, json_style: str) -> None:
+    spec = InboundSpec(kind="text", text="Olá, São Paulo! 你好 👋 — price €5/unit")
+    payload = build_webhook(
+        waba_id="1", display_phone_number="15550783881", phone_number_id=PHONE_NUMBER_ID,
+        messages=[build_message(spec)],
+    )  # fmt: skip
+    body = encode_webhook(payload, json_style)  # type: ignore[arg-type]
+    assert await post_meta(edge, body) == 200
+    [queued] = await edge.queued(INBOUND_WHATSAPP_MESSAGES)
+    assert orjson.loads(queued.body)["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == spec.text
+    # The same message re-serialised differently must not verify with the original signature.
+    reserialised = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    status = await post_meta(edge, reserialised, secret=None, **{"X-Hub-Signature-256": sign_webhook(APP_SECRET, body)})
+    assert status == 401
+
+
+async def test_unsigned_and_wrongly_signed_webhooks_are_refused(edge: RunningEdge) -> None:
+    body = webhook_body(InboundSpec(kind="text"))
+    assert await post_meta(edge, body, secret=None) == 401
+    assert await post_meta(edge, body, secret="not-the-app-secret") == 401
+    assert await edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
+
+
+async def test_disabled_tenant_gets_403_and_unknown_number_404(edge: RunningEdge, edge_settings: Settings) -> None:
+    assert await post_meta(edge, webhook_body(InboundSpec(kind="text"), phone_number_id="999000")) == 404
+    await save_tenants(edge_settings, make_tenant().model_copy(update={"active": False}))
+    # A fresh edge process: the in-process tenant cache of the running one lives a few seconds.
+    await _flush_tenant_cache(edge_settings)
+    async for fresh in serve_edge(edge_settings):
+        assert await post_meta(fresh, webhook_body(InboundSpec(kind="text"))) == 403
+    assert await edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
+
+
+async def _flush_tenant_cache(settings: Settings) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=settings.redis_key("tenant:*"))]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def test_body_over_the_cap_is_413_and_a_3_mb_batch_of_1000_updates_is_accepted(edge: RunningEdge) -> None:
+    filler = "x" * 2_900
+    specs = [InboundSpec(kind="text", wa_id=f"1650555{i:04d}", text=f"{i} {filler}") for i in range(1000)]
+    body = webhook_body(*specs)
+    assert 2.9e6 < len(body) < edge.settings.webhook_max_body_bytes
+    assert await post_meta(edge, body) == 200
+    [queued] = await edge.queued(INBOUND_WHATSAPP_MESSAGES)
+    changes = orjson.loads(queued.body)["entry"][0]["changes"]
+    assert sum(len(c["value"]["messages"]) for c in changes) == 1000
+
+    too_big = b'{"object":"whatsapp_business_account","entry":[],"pad":"' + b"y" * (5 * 1024 * 1024) + b'"}'
+    assert await post_meta(edge, too_big) == 413
+
+
+async def test_tenant_over_its_rate_limit_gets_429(edge_settings: Settings) -> None:
+    await save_tenants(edge_settings, make_tenant(rate_limit_per_minute=2))
+    async for edge in serve_edge(edge_settings):
+        statuses = [await post_meta(edge, webhook_body(InboundSpec(kind="text"))) for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert len(await edge.queued(INBOUND_WHATSAPP_MESSAGES)) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"this is not json {", b'{"object":"page","entry":[]}', b'{"object":"whatsapp_business_account"}'],
+    ids=["not-json", "not-whatsapp", "no-entries"],
+)
+async def test_signed_but_malformed_body_is_quarantined_not_refused(edge: RunningEdge, body: bytes) -> None:
+    assert await post_meta(edge, body) == 200, "Meta would retry a refusal for 7 days"
+    assert await edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
+    quarantined = await archived(edge.settings, "quarantine/acme/")
+    assert list(quarantined.values()) == [body]
+    # Unsigned garbage is simply refused.
+    assert await post_meta(edge, body, secret="someone-else") == 401
+
+
+async def test_rabbitmq_unreachable_answers_503_and_leaves_nothing_half_done(edge_settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    from tests.integration.edge_fixtures import free_port
+
+    await save_tenants(edge_settings, make_tenant())
+    # A RabbitMQ that is not there: a closed port on loopback, not the shared broker stopped.
+    cut_off = edge_settings.model_copy(
+        update={"rabbitmq_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}/")}
+    )
+    async for edge in serve_edge(cut_off):
+        assert await post_meta(edge, webhook_body(InboundSpec(kind="text", wamid="wamid.LOST?"))) == 503
+        async with edge.session.get(edge.url + "/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["dependencies"]["rabbitmq"] is False
+        async with edge.session.get(edge.url + "/metrics") as response:
+            metrics = await response.text()
+        assert "wabridge_webhook_queue_unavailable 1.0" in metrics
+        assert 'wabridge_webhook_requests_total{endpoint="meta",outcome="queue_unavailable"}' in metrics
+    async for healthy_edge in serve_edge(edge_settings):
+        assert await healthy_edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
+    assert await archived(edge_settings, "acme/") == {}, "a refused webhook must not look accepted in the archive"
+
+
+def genesys_signature(body: bytes, secret: str = GENESYS_WEBHOOK_SECRET, *, hex_digest: bool = False) -> str:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return "sha256=" + (digest.hex() if hex_digest else base64.b64encode(digest).decode())
+
+
+def agent_message(message_id: str = "genesys-msg-1") -> bytes:
+    return orjson.dumps(
+        {
+            "id": message_id,
+            "channel": {
+                "id": INTEGRATION_ID, "platform": "Open", "type": "Private", "messageId": message_id,
+                "to": {"id": "16505551234", "idType": "Phone"},
+                "from": {"id": "agent-1", "idType": "Opaque", "nickname": "Agent Smith"},
+                "time": "2026-11-24T10:00:00.000Z",
+            },
+            "type": "Text", "text": "How can I help?", "direction": "Outbound",
+        }
+    )  # fmt: skip
+
+
+async def post_genesys(edge: RunningEdge, body: bytes, signature: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if signature:
+        headers["X-Hub-Signature-256"] = signature
+    async with edge.session.post(edge.url + "/webhook/genesys", data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def test_genesys_webhook_signatures_and_dedupe(edge: RunningEdge) -> None:
+    body = agent_message()
+    assert await post_genesys(edge, body, None) == 401
+    assert await post_genesys(edge, body, genesys_signature(body, "wrong")) == 401
+    assert await post_genesys(edge, body, genesys_signature(body)) == 200
+    # Genesys retries after a timeout: the same message id is accepted once.
+    assert await post_genesys(edge, body, genesys_signature(body, hex_digest=True)) == 200
+    other = agent_message("genesys-msg-2")
+    assert await post_genesys(edge, other, genesys_signature(other, hex_digest=True)) == 200
+    queued = await edge.queued(GENESYS_OUTBOUND_EVENTS)
+    assert [orjson.loads(m.body)["id"] for m in queued] == ["genesys-msg-1", "genesys-msg-2"]
+    assert queued[0].headers["tenant_id"] == "acme"
+
+
+async def test_health_endpoints(edge: RunningEdge) -> None:
+    async with edge.session.get(edge.url + "/healthz") as response:
+        assert response.status == 200
+    async with edge.session.get(edge.url + "/readyz") as response:
+        assert response.status == 200
+        assert (await response.json())["dependencies"] == {"rabbitmq": True, "redis": True, "postgres": True}
+    await post_meta(edge, webhook_body(InboundSpec(kind="text")))
+    async with edge.session.get(edge.url + "/metrics") as response:
+        metrics = await response.text()
+    assert 'wabridge_webhook_requests_total{endpoint="meta",outcome="queued"}' in metrics
+    assert "wabridge_webhook_latency_seconds_bucket" in metrics

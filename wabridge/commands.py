@@ -1,0 +1,38 @@
+"""``wabridge webhook`` and ``wabridge bridge``: the edge processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from aiohttp import web
+
+from wabridge.observability import configure_logging
+from wabridge.settings import Settings
+
+
+@click.command()
+@click.option("--host", help="Listen address (default: WABRIDGE_WEBHOOK_HOST)")
+@click.option("--port", type=int, help="Listen port (default: WABRIDGE_WEBHOOK_PORT)")
+def webhook(host: str | None, port: int | None) -> None:
+    """The webhook edge: Meta and Genesys POST here."""
+    from wabridge.connectors.webhook import build_edge
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+
+    async def app() -> web.Application:
+        application, _ = await build_edge(settings)
+        return application
+
+    web.run_app(app(), host=host or settings.webhook_host, port=port or settings.webhook_port, access_log=None)
+
+
+@click.command()
+def bridge() -> None:
+    """The RabbitMQ -> Kafka bridge connector."""
+    from wabridge.connectors.bridge import serve_bridge
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve_bridge(settings))

@@ -1,0 +1,218 @@
+"""``wabridge bridge``: the RabbitMQ -> Kafka connector.
+
+Consumes the webhook queues in delivery order, splits each webhook into one record per message,
+status and error, keys each ``tenant_id:customer_id`` and produces it to the first stage topic.
+A RabbitMQ message is acked only after Kafka has acknowledged every record made from it
+(acks=all), so a crash at any point leaves the webhook in RabbitMQ to be delivered again.
+Records may then reach Kafka twice; the normalize stage dedupes them on wamid (and on
+wamid + status for statuses), so nothing reaches an agent twice.
+
+Order: the queues are quorum queues with a single active consumer, and this connector produces
+records in the order it receives the webhooks; aiokafka keeps one batch in flight per partition,
+so a customer's records land on their partition in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import RecordMetadata
+from prometheus_client import Counter, Gauge
+
+from wabridge.connectors import rabbitmq
+from wabridge.observability import health_routes
+from wabridge.schemas.meta import WebhookShapeError, parse_webhook, split_webhook
+from wabridge.settings import Settings
+from wabridge.streams.topics import (
+    DEAD_LETTER_SUFFIX,
+    GENESYS_OUTBOUND,
+    GENESYS_OUTBOUND_EVENTS,
+    INBOUND_WHATSAPP_MESSAGES,
+    WA_INBOUND,
+)
+
+log = logging.getLogger(__name__)
+
+WEBHOOKS = Counter(
+    "wabridge_bridge_webhooks_total", "Queue messages handled, by queue and outcome", ["queue", "outcome"]
+)
+RECORDS = Counter("wabridge_bridge_records_total", "Records produced to Kafka, by topic", ["topic"])
+IN_FLIGHT = Gauge("wabridge_bridge_in_flight", "Queue messages produced but not yet acknowledged by Kafka")
+
+GENESYS_RECORD_VERSION = 1
+
+
+class UnbridgeableMessage(Exception):
+    """The queue message cannot become records; it goes to the dead-letter queue with the reason."""
+
+
+def meta_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]:
+    """``(key, value)`` per event of one Meta webhook, in the order Meta listed them."""
+    headers = message.headers or {}
+    try:
+        tenants: dict[str, str] = orjson.loads(str(headers["tenants"]))
+        received_at = float(str(headers["received_at"]))
+        webhook_id = str(headers.get("archive_key") or message.message_id or "")
+    except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
+        raise UnbridgeableMessage(f"missing or bad edge headers: {exc!r}") from exc
+    try:
+        payload = parse_webhook(message.body)
+    except WebhookShapeError as exc:
+        raise UnbridgeableMessage(f"not a WhatsApp payload: {exc}") from exc
+    records: list[tuple[str, bytes]] = []
+    # Usually one tenant; a POST naming numbers of several tenants is split once per tenant.
+    for tenant_id in dict.fromkeys(tenants.values()):
+        events = split_webhook(payload, tenant_id=tenant_id, webhook_id=webhook_id, received_at=received_at)
+        records += [(e.key, e.to_bytes()) for e in events if tenants.get(e.phone_number_id) == tenant_id]
+    return records
+
+
+def genesys_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]:
+    headers = message.headers or {}
+    try:
+        tenant_id = str(headers["tenant_id"])
+        payload = orjson.loads(message.body)
+        customer_id = str(payload["channel"]["to"]["id"])
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise UnbridgeableMessage(f"not an Open Messaging outbound event with channel.to.id: {exc!r}") from exc
+    record = {
+        "v": GENESYS_RECORD_VERSION,
+        "tenant_id": tenant_id,
+        "customer_id": customer_id,
+        "received_at": headers.get("received_at"),
+        "event": payload,
+    }
+    return [(f"{tenant_id}:{customer_id}", orjson.dumps(record))]
+
+
+class Bridge:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=settings.kafka_idempotent,
+            # Faust's producer partitions with this same murmur2 partitioner, so a key lands on
+            # the same partition whichever process produced it.
+            partitioner=DefaultPartitioner(),
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30_000,
+        )
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._pending: asyncio.Queue[tuple[AbstractIncomingMessage, list[asyncio.Future[RecordMetadata]], str]] = (
+            asyncio.Queue(maxsize=settings.rabbitmq_prefetch)
+        )
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Bridge until ``stop()``; then finish in-flight work and return it acked or requeued."""
+        await self._producer.start()
+        self._connection = await rabbitmq.connect(self._settings)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self._settings.rabbitmq_prefetch)
+            await rabbitmq.declare_topology(channel, self._settings)
+            inbound = await channel.get_queue(self._settings.queue(INBOUND_WHATSAPP_MESSAGES))
+            genesys = await channel.get_queue(self._settings.queue(GENESYS_OUTBOUND_EVENTS))
+            acker = asyncio.create_task(self._ack_in_order())
+            consumers = [
+                asyncio.create_task(self._consume(inbound, WA_INBOUND, meta_records)),
+                asyncio.create_task(self._consume(genesys, GENESYS_OUTBOUND, genesys_records)),
+            ]
+            await self._stopping.wait()
+            for task in consumers:
+                task.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+            await self._pending.join()
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+        finally:
+            await self._producer.stop()
+            await self._connection.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def _consume(self, queue: AbstractQueue, topic_name: str, split: Any) -> None:
+        topic = self._settings.topic(topic_name)
+        async with queue.iterator() as messages:
+            async for message in messages:
+                try:
+                    records = split(message)
+                except UnbridgeableMessage as exc:
+                    await self._dead_letter(queue.name, message, str(exc))
+                    continue
+                futures = [await self._producer.send(topic, value, key=key.encode()) for key, value in records]
+                IN_FLIGHT.inc()
+                await self._pending.put((message, futures, queue.name))
+
+    async def _ack_in_order(self) -> None:
+        """Ack each queue message once Kafka has every record of it, in the order they were sent."""
+        while True:
+            message, futures, queue_name = await self._pending.get()
+            try:
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                if failures:
+                    # Not acked: RabbitMQ delivers it again; the records that did land are deduped downstream.
+                    log.error("kafka refused records of a webhook from %s, returning it: %r", queue_name, failures[0])
+                    WEBHOOKS.labels(queue_name, "requeued").inc()
+                    await message.nack(requeue=True)
+                else:
+                    for result in results:
+                        RECORDS.labels(result.topic).inc()
+                    await message.ack()
+                    WEBHOOKS.labels(queue_name, "bridged").inc()
+            finally:
+                IN_FLIGHT.dec()
+                self._pending.task_done()
+
+    async def _dead_letter(self, queue_name: str, message: AbstractIncomingMessage, reason: str) -> None:
+        """Keep the message, with why, on the queue's dead-letter queue; then ack the original."""
+        assert self._connection is not None
+        log.error("dead-lettering a message from %s: %s", queue_name, reason)
+        channel = await self._connection.channel(publisher_confirms=True)
+        try:
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers={**(message.headers or {}), "x-wabridge-reason": reason},
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=queue_name + DEAD_LETTER_SUFFIX,
+                mandatory=True,
+            )
+        finally:
+            await channel.close()
+        await message.ack()
+        WEBHOOKS.labels(queue_name, "dead_lettered").inc()
+
+
+async def serve_bridge(settings: Settings) -> None:
+    """Run the bridge with its /healthz, /readyz and /metrics; SIGTERM or SIGINT stops it cleanly."""
+    bridge = Bridge(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, bridge.stop)
+    app = web.Application()
+    app.add_routes(health_routes({"rabbitmq": bridge.connected}))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.bridge_metrics_port).start()
+    try:
+        await bridge.run()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,105 @@
+"""Who owns a phone number or an integration: an in-process cache over Redis over PostgreSQL.
+
+The edge looks a tenant up on every webhook, so the hot path is a dictionary lookup. Entries
+live ``local_ttl_s`` in-process (a disabled tenant is refused within that time on every edge
+process) and an hour in Redis (``tenant:{id}:config``, as the seed says, with the secrets still
+encrypted). Redis is a cache: when it is down, lookups go to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from wabridge.settings import Settings
+from wabridge.tenants import SecretBox, Tenant, TenantStore
+from wabridge.tenants.models import SECRET_FIELDS
+
+log = logging.getLogger(__name__)
+
+CONFIG_TTL_S = 3600
+
+
+class TenantDirectory:
+    def __init__(
+        self,
+        store: TenantStore,
+        redis: aioredis.Redis,
+        box: SecretBox,
+        settings: Settings,
+        local_ttl_s: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._redis = redis
+        self._box = box
+        self._settings = settings
+        self._local_ttl_s = local_ttl_s
+        self._by_phone: dict[str, tuple[float, Tenant | None]] = {}
+        self._all: tuple[float, list[Tenant]] | None = None
+
+    async def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        now = time.monotonic()
+        cached = self._by_phone.get(phone_number_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        tenant = await self._from_redis(phone_number_id)
+        if tenant is None:
+            tenant = await self._store.find_by_phone_number_id(phone_number_id)
+            if tenant is not None:
+                await self._to_redis(phone_number_id, tenant)
+        self._by_phone[phone_number_id] = (now + self._local_ttl_s, tenant)
+        return tenant
+
+    async def all_tenants(self) -> list[Tenant]:
+        """Every tenant (verify handshakes and unparseable bodies are matched against each)."""
+        now = time.monotonic()
+        if self._all is not None and self._all[0] > now:
+            return self._all[1]
+        tenants = await self._store.list()
+        self._all = (now + self._local_ttl_s, tenants)
+        return tenants
+
+    async def by_integration_id(self, integration_id: str) -> Tenant | None:
+        for tenant in await self.all_tenants():
+            if tenant.config.genesys_integration_id == integration_id:
+                return tenant
+        return None
+
+    def _phone_key(self, phone_number_id: str) -> str:
+        return self._settings.redis_key(f"tenant:phone:{phone_number_id}")
+
+    def _config_key(self, tenant_id: str) -> str:
+        return self._settings.redis_key(f"tenant:{tenant_id}:config")
+
+    async def _from_redis(self, phone_number_id: str) -> Tenant | None:
+        try:
+            tenant_id = await self._redis.get(self._phone_key(phone_number_id))
+            if tenant_id is None:
+                return None
+            document = await self._redis.get(self._config_key(tenant_id.decode()))
+        except RedisError as exc:
+            log.warning("redis unavailable for tenant lookup, using PostgreSQL: %s", exc)
+            return None
+        if document is None:
+            return None
+        data = orjson.loads(document)
+        secrets = {name: SecretStr(self._box.decrypt(data["secrets"][name])) for name in SECRET_FIELDS}
+        return Tenant.model_validate({**data, "secrets": secrets})
+
+    async def _to_redis(self, phone_number_id: str, tenant: Tenant) -> None:
+        document = tenant.model_dump(mode="json", exclude={"secrets"})
+        document["secrets"] = {
+            name: self._box.encrypt(getattr(tenant.secrets, name).get_secret_value()) for name in SECRET_FIELDS
+        }
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._config_key(tenant.id), orjson.dumps(document), ex=CONFIG_TTL_S)
+                pipe.set(self._phone_key(phone_number_id), tenant.id, ex=CONFIG_TTL_S)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("redis unavailable, tenant %s not cached: %s", tenant.id, exc)

@@ -1,0 +1,373 @@
+"""``wabridge webhook``: the edge that Meta and Genesys POST to.
+
+Meta is told 200 only once the webhook is durable in RabbitMQ (publisher confirm). The order of
+checks on ``POST /webhook/meta`` is the seed's: size cap, signature (over the raw bytes, with the
+app secret of the tenant that owns the phone number), tenant active, rate limit, raw archive to
+S3 (best effort: durability comes from the queue), publish, 200.
+
+Statuses Meta can get: 200 (queued, or quarantined), 401 (missing or wrong signature),
+403 (tenant disabled), 404 (no tenant owns the phone_number_id: Meta keeps retrying for 7 days,
+so onboarding the number in that time loses nothing), 413 (body over the cap),
+429 (tenant over its rate limit), 503 (RabbitMQ did not confirm: Meta retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+from miniopy_async import Minio
+from prometheus_client import Counter, Gauge, Histogram
+from redis.exceptions import RedisError
+
+from wabridge.connectors import postgres, s3
+from wabridge.connectors.rabbitmq import DurablePublisher
+from wabridge.connectors.tenant_directory import TenantDirectory
+from wabridge.errors import TransientError
+from wabridge.observability import health_routes
+from wabridge.schemas.meta import WebhookShapeError, archive_message_id, message_ids, parse_webhook, phone_number_ids
+from wabridge.settings import Settings
+from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
+from wabridge.tenants import SecretBox, Tenant, TenantStore
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "wabridge_webhook_requests_total", "Webhook requests by endpoint and outcome", ["endpoint", "outcome"]
+)
+LATENCY = Histogram(
+    "wabridge_webhook_latency_seconds",
+    "Time from request to answer",
+    ["endpoint"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ARCHIVE_FAILURES = Counter("wabridge_webhook_archive_failures_total", "Raw webhooks not archived to S3", ["tenant"])
+QUEUE_FAILURES = Counter("wabridge_webhook_queue_failures_total", "Webhooks refused because RabbitMQ did not confirm")
+QUEUE_UNAVAILABLE = Gauge("wabridge_webhook_queue_unavailable", "1 while the last publish to RabbitMQ failed (alert)")
+QUARANTINED = Counter("wabridge_webhook_quarantined_total", "Validly signed bodies that are not WhatsApp payloads")
+RATE_LIMITER_UNAVAILABLE = Counter(
+    "wabridge_webhook_rate_limiter_unavailable_total", "Webhooks let through unlimited because Redis was down"
+)
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+GENESYS_DEDUPE_TTL_S = 24 * 3600
+ARCHIVE_ATTEMPTS = 3
+QUARANTINE_PREFIX = "quarantine"
+
+
+def meta_signature_valid(secret: str, body: bytes, header: str | None) -> bool:
+    """``sha256=<lowercase hex HMAC-SHA256(app_secret, raw body)>``, compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
+
+
+def genesys_signature_valid(secret: str, body: bytes, header: str | None) -> bool:
+    """Genesys signs ``sha256=<base64 HMAC>``; some implementations send hex. Accept both."""
+    if not header or not header.startswith("sha256="):
+        return False
+    given = header[len("sha256=") :].strip()
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest).decode(), given) or hmac.compare_digest(
+        digest.hex(), given.lower()
+    )
+
+
+def archive_key(tenant_id: str, received: datetime, message_id: str) -> str:
+    """``{tenantId}/{yyyy-MM-dd}/{timestamp}-{messageId}.json``, as the seed lays it out."""
+    return f"{tenant_id}/{received:%Y-%m-%d}/{int(received.timestamp())}-{message_id}.json"
+
+
+def with_metadata(body: bytes, metadata: dict[str, Any]) -> bytes:
+    """The seed's archive document: the payload's own fields plus ``metadata``.
+
+    Spliced into the raw bytes rather than re-serialised, so the original body (and with it the
+    signature) stays byte-for-byte recoverable: it is everything before the appended member.
+    """
+    stripped = body.rstrip()
+    if not stripped.endswith(b"}"):
+        return body
+    return stripped[:-1] + b',"metadata":' + orjson.dumps(metadata) + b"}"
+
+
+@dataclass(frozen=True)
+class EdgeDeps:
+    settings: Settings
+    tenants: TenantDirectory
+    redis: aioredis.Redis
+    s3: Minio
+    publisher: DurablePublisher
+    pool: Any
+
+
+class WebhookEdge:
+    def __init__(self, deps: EdgeDeps) -> None:
+        self._d = deps
+        self._settings = deps.settings
+
+    # --- Meta -------------------------------------------------------------------------------
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """Meta's subscription handshake: echo the challenge when the verify token is a tenant's."""
+        query = request.query
+        token = query.get("hub.verify_token", "")
+        if query.get("hub.mode") == "subscribe" and token:
+            for tenant in await self._d.tenants.all_tenants():
+                if hmac.compare_digest(tenant.secrets.meta_verify_token.get_secret_value(), token):
+                    log.info("verify handshake accepted for tenant %s", tenant.id)
+                    return web.Response(text=query.get("hub.challenge", ""))
+        log.warning("verify handshake refused: unknown verify token")
+        return web.Response(status=403, text="verify token does not match")
+
+    async def receive_meta(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            response = await self._receive_meta(request)
+        finally:
+            LATENCY.labels("meta").observe(time.perf_counter() - started)
+        return response
+
+    async def _receive_meta(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _answer("meta", 413, "body_too_large", f"body over {self._settings.webhook_max_body_bytes} bytes")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            log.warning("meta webhook without %s refused", SIGNATURE_HEADER)
+            return _answer("meta", 401, "unsigned", f"missing {SIGNATURE_HEADER}")
+
+        try:
+            parsed = parse_webhook(body)
+        except WebhookShapeError as exc:
+            return await self._quarantine(request, body, signature, str(exc))
+        numbers = phone_number_ids(parsed)
+        if not numbers:
+            return await self._quarantine(request, body, signature, "no phone_number_id in any change")
+
+        owners: dict[str, Tenant] = {}
+        for number in sorted(numbers):
+            tenant = await self._d.tenants.by_phone_number_id(number)
+            if tenant is None:
+                log.error("meta webhook for phone_number_id %s: no tenant owns it (answered 404)", number)
+                return _answer("meta", 404, "unknown_phone_number", f"no tenant owns phone_number_id {number}")
+            owners[number] = tenant
+        tenants = {t.id: t for t in owners.values()}
+        for tenant in tenants.values():
+            if not meta_signature_valid(tenant.secrets.meta_app_secret.get_secret_value(), body, signature):
+                log.warning("meta webhook for tenant %s: signature does not verify", tenant.id)
+                return _answer("meta", 401, "bad_signature", "signature does not verify")
+        for tenant in tenants.values():
+            if not tenant.active:
+                log.warning("meta webhook for disabled tenant %s refused", tenant.id)
+                return _answer("meta", 403, "tenant_inactive", f"tenant {tenant.id} is inactive")
+        for tenant in tenants.values():
+            if await self._over_rate_limit(tenant):
+                log.warning("meta webhook for tenant %s over its rate limit", tenant.id)
+                return _answer("meta", 429, "rate_limited", f"tenant {tenant.id} is over its rate limit")
+
+        primary = next(iter(tenants.values()))
+        ids = message_ids(parsed)
+        received = datetime.now(UTC)
+        key = archive_key(primary.id, received, archive_message_id(body, parsed))
+        metadata = {
+            "stored_at": received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "tenant_id": primary.id,
+            "webhook_signature": signature,
+            "source_ip": request.remote,
+            "user_agent": request.headers.get("User-Agent"),
+        }
+        bucket = self._settings.s3_bucket_webhooks
+        was_archived = await self._archive(bucket, key, with_metadata(body, metadata), primary.id, ids)
+
+        headers = {
+            "source": "meta",
+            "tenants": orjson.dumps({n: t.id for n, t in owners.items()}).decode(),
+            "received_at": received.timestamp(),
+            "archive_key": key,
+        }
+        try:
+            await self._d.publisher.publish(self._settings.queue(INBOUND_WHATSAPP_MESSAGES), body, headers)
+        except TransientError as exc:
+            QUEUE_FAILURES.inc()
+            QUEUE_UNAVAILABLE.set(1)
+            log.error("meta webhook for tenant %s (%s) not queued, answered 503: %s", primary.id, ids[:3], exc)
+            if was_archived:
+                await self._withdraw_archive(bucket, key)
+            return _answer("meta", 503, "queue_unavailable", "not durably queued; retry later")
+        QUEUE_UNAVAILABLE.set(0)
+        REQUESTS.labels("meta", "queued").inc()
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def _over_rate_limit(self, tenant: Tenant) -> bool:
+        limit = tenant.config.rate_limit_per_minute or self._settings.webhook_rate_limit_per_minute
+        key = self._settings.redis_key(f"ratelimit:{tenant.id}:{int(time.time() // 60)}")
+        try:
+            async with self._d.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 60, nx=True)
+                count, _ = await pipe.execute()
+        except RedisError as exc:
+            RATE_LIMITER_UNAVAILABLE.inc()
+            log.warning("rate limiter unavailable (redis: %s); tenant %s not limited", exc, tenant.id)
+            return False
+        return int(count) > limit
+
+    async def _archive(self, bucket: str, key: str, document: bytes, tenant_id: str, ids: list[str]) -> bool:
+        for attempt in range(1, ARCHIVE_ATTEMPTS + 1):
+            try:
+                await s3.put_bytes(self._d.s3, bucket, key, document)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any S3 failure is retried, then counted and logged
+                log.warning("archive %s/%s attempt %d failed: %r", bucket, key, attempt, exc)
+                await asyncio.sleep(0.02 * attempt)
+        ARCHIVE_FAILURES.labels(tenant_id).inc()
+        log.error("raw webhook for tenant %s (%s) not archived after %d attempts", tenant_id, ids[:3], ARCHIVE_ATTEMPTS)
+        return False
+
+    async def _withdraw_archive(self, bucket: str, key: str) -> None:
+        """A refused webhook must not look accepted. The bucket is versioned: the delete only adds a
+        delete marker, so the body stays recoverable, and Meta's retry will archive it again."""
+        try:
+            await self._d.s3.remove_object(bucket, key)
+        except Exception as exc:  # noqa: BLE001 - best effort; logged with the key for an operator
+            log.warning("could not withdraw archive %s/%s of a refused webhook: %r", bucket, key, exc)
+
+    async def _quarantine(self, request: web.Request, body: bytes, signature: str, problem: str) -> web.Response:
+        """A body that is not a WhatsApp payload: kept (if some tenant signed it), never retried by Meta."""
+        for tenant in await self._d.tenants.all_tenants():
+            if meta_signature_valid(tenant.secrets.meta_app_secret.get_secret_value(), body, signature):
+                break
+        else:
+            log.warning("unparseable meta webhook with no valid signature refused: %s", problem)
+            return _answer("meta", 401, "bad_signature", "signature does not verify")
+        received = datetime.now(UTC)
+        key = f"{QUARANTINE_PREFIX}/" + archive_key(tenant.id, received, hashlib.sha256(body).hexdigest()[:32])
+        if not await self._archive(self._settings.s3_bucket_webhooks, key, body, tenant.id, []):
+            # Nowhere to keep it: let Meta retry rather than lose it.
+            return _answer("meta", 503, "quarantine_unavailable", "could not store the payload; retry later")
+        QUARANTINED.inc()
+        log.error("quarantined a signed but malformed webhook for tenant %s at %s: %s", tenant.id, key, problem)
+        REQUESTS.labels("meta", "quarantined").inc()
+        return web.Response(text="EVENT_RECEIVED")
+
+    # --- Genesys ----------------------------------------------------------------------------
+
+    async def receive_genesys(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            return await self._receive_genesys(request)
+        finally:
+            LATENCY.labels("genesys").observe(time.perf_counter() - started)
+
+    async def _receive_genesys(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _answer("genesys", 413, "body_too_large", "body too large")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            return _answer("genesys", 401, "unsigned", f"missing {SIGNATURE_HEADER}")
+        try:
+            payload = orjson.loads(body)
+            message_id = str(payload["id"])
+            integration_id = str(payload["channel"]["id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("genesys webhook without id or channel.id refused: %r", exc)
+            return _answer("genesys", 400, "malformed", "expected an Open Messaging message with id and channel.id")
+        tenant = await self._d.tenants.by_integration_id(integration_id)
+        if tenant is None:
+            log.error("genesys webhook for unknown integration %s (message %s)", integration_id, message_id)
+            return _answer("genesys", 404, "unknown_integration", f"no tenant has integration {integration_id}")
+        if not genesys_signature_valid(tenant.secrets.genesys_webhook_secret.get_secret_value(), body, signature):
+            log.warning("genesys webhook for tenant %s: signature does not verify (message %s)", tenant.id, message_id)
+            return _answer("genesys", 401, "bad_signature", "signature does not verify")
+        dedupe_key = self._settings.redis_key(f"genesys:webhook:{tenant.id}:{message_id}")
+        try:
+            if await self._d.redis.exists(dedupe_key):
+                REQUESTS.labels("genesys", "duplicate").inc()
+                return web.json_response({"status": "duplicate"})
+        except RedisError as exc:
+            log.warning("genesys dedupe unavailable (redis: %s); downstream dedupes message %s", exc, message_id)
+        headers = {"source": "genesys", "tenant_id": tenant.id, "received_at": time.time()}
+        try:
+            await self._d.publisher.publish(self._settings.queue(GENESYS_OUTBOUND_EVENTS), body, headers)
+        except TransientError as exc:
+            QUEUE_FAILURES.inc()
+            QUEUE_UNAVAILABLE.set(1)
+            log.error("genesys webhook %s for tenant %s not queued, answered 503: %s", message_id, tenant.id, exc)
+            return _answer("genesys", 503, "queue_unavailable", "not durably queued; retry later")
+        QUEUE_UNAVAILABLE.set(0)
+        try:
+            # Marked only once durable, so a failed publish never turns Genesys's retry into a drop.
+            await self._d.redis.set(dedupe_key, b"1", ex=GENESYS_DEDUPE_TTL_S)
+        except RedisError as exc:
+            log.warning("genesys dedupe key not stored (redis: %s)", exc)
+        REQUESTS.labels("genesys", "queued").inc()
+        return web.json_response({"status": "accepted"})
+
+
+def _answer(endpoint: str, status: int, outcome: str, message: str) -> web.Response:
+    REQUESTS.labels(endpoint, outcome).inc()
+    return web.Response(
+        status=status, body=orjson.dumps({"error": outcome, "message": message}), content_type="application/json"
+    )
+
+
+async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
+    """The aiohttp application with its dependencies; closed with the application's cleanup."""
+    pool = await postgres.connect(settings, min_size=1, max_size=5)
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    box = SecretBox.from_settings(settings)
+    deps = EdgeDeps(
+        settings=settings,
+        tenants=TenantDirectory(TenantStore(pool, box), redis, box, settings),
+        redis=redis,
+        s3=s3.client(settings),
+        publisher=DurablePublisher(settings),
+        pool=pool,
+    )
+    edge = WebhookEdge(deps)
+    app = web.Application(client_max_size=settings.webhook_max_body_bytes)
+    app.add_routes(
+        [
+            web.get("/webhook/meta", edge.verify),
+            web.post("/webhook/meta", edge.receive_meta),
+            web.post("/webhook/genesys", edge.receive_genesys),
+            *health_routes(
+                {
+                    "rabbitmq": deps.publisher.healthy,
+                    "redis": lambda: _redis_ping(redis),
+                    "postgres": lambda: _pg_ping(pool),
+                }
+            ),
+        ]
+    )
+
+    async def close(_: web.Application) -> None:
+        await deps.publisher.close()
+        await deps.s3.close_session()
+        await redis.aclose()
+        await pool.close()
+
+    app.on_cleanup.append(close)
+    return app, deps
+
+
+async def _redis_ping(redis: aioredis.Redis) -> bool:
+    return bool(await redis.ping())
+
+
+async def _pg_ping(pool: Any) -> bool:
+    return bool(await pool.fetchval("SELECT 1") == 1)

@@ -1,0 +1,52 @@
+"""Logging, and the /healthz, /readyz and /metrics routes every process exposes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def health_routes(checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY) -> list[web.RouteDef]:
+    """``/healthz``: the process runs. ``/readyz``: every dependency answers. ``/metrics``: Prometheus."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        names = list(checks)
+        results = await asyncio.gather(*(_guarded(checks[name]) for name in names))
+        report = dict(zip(names, results, strict=True))
+        status = 200 if all(results) else 503
+        return web.Response(
+            status=status, body=orjson.dumps({"ready": status == 200, "dependencies": report}),
+            content_type="application/json",
+        )  # fmt: skip
+
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
+
+
+async def _guarded(check: ReadinessCheck) -> bool:
+    try:
+        return await asyncio.wait_for(check(), 3.0)
+    except Exception:
+        logging.getLogger(__name__).debug("readiness check failed", exc_info=True)
+        return False
