@@ -12,6 +12,7 @@ _COMMANDS: dict[str, str] = {
     "dev": "wabridge.dev.cli:dev",
     "run": "wabridge.dev.cli:run",
     "migrate": "wabridge.connectors.postgres_cli:migrate",
+    "provision": "wabridge.dev.cli:provision",
     "tenants": "wabridge.tenants.cli:tenants",
     "webhook": "wabridge.commands:webhook",
     "bridge": "wabridge.commands:bridge",

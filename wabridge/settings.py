@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     # Idempotent producer (exactly one copy per send on retry). Tansu cannot do InitProducerId,
     # so the embedded stack turns it off; downstream dedupe on wamid covers the retry duplicates.
     kafka_idempotent: bool = True
+    # Consumer group timing of the Faust workers. The rebalance timeout bounds how long a rebalance
+    # waits for in-flight lanes to finish; shorter values make tests' rebalances fast.
+    kafka_session_timeout_s: float = Field(default=60.0, gt=0)
+    kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0)
+    kafka_rebalance_timeout_s: float = Field(default=60.0, gt=0)
+    # How often a worker commits the offsets its stages have finished (Faust broker_commit_interval).
+    kafka_commit_interval_s: float = Field(default=2.8, gt=0)
 
     # --- S3 / MinIO ----------------------------------------------------------------------------
     s3_endpoint: str = "http://127.0.0.1:9000"
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     webhook_rate_limit_per_minute: int = Field(default=600_000, ge=1)
     worker_host: str = "127.0.0.1"
     worker_port: int = 3005
+    # URL other workers use to reach this one's web server (table_route forwards there);
+    # default http://{worker_host}:{worker_port}, which is wrong when binding 0.0.0.0.
+    worker_canonical_url: str | None = None
+    # The bridge's /healthz, /readyz and /metrics.
+    bridge_host: str = "127.0.0.1"
     bridge_metrics_port: int = 3011
     sim_meta_host: str = "127.0.0.1"
     sim_meta_port: int = 3101

@@ -211,7 +211,7 @@ async def serve_bridge(settings: Settings) -> None:
     app.add_routes(health_routes({"rabbitmq": bridge.connected}))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.bridge_metrics_port).start()
+    await web.TCPSite(runner, settings.bridge_host, settings.bridge_metrics_port).start()
     try:
         await bridge.run()
     finally:

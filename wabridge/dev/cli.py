@@ -68,6 +68,17 @@ def dev_status(as_json: bool) -> None:
 
 
 @click.command()
+def provision() -> None:
+    """Create the database schema, topics, buckets and queues of a deployment (no demo tenant)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(stack.provision(Settings(), demo_tenant=False))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("provisioned: database schema, topics, buckets, queues")
+
+
+@click.command()
 def run() -> None:
     """Bring the embedded stack up and run the bridge's processes in the foreground (Ctrl-C stops)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

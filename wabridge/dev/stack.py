@@ -145,14 +145,15 @@ async def up(settings: Settings) -> dict[str, str]:
     return report
 
 
-async def provision(settings: Settings) -> None:
-    """Database, migrations, topics, buckets, queues and the demo tenant; each step idempotent."""
+async def provision(settings: Settings, *, demo_tenant: bool = True) -> None:
+    """Database, migrations, topics, buckets, queues (and the demo tenant); each step idempotent."""
     await postgres.ensure_database(settings)
     await postgres.migrate(settings)
     await kafka.ensure_topics(settings)
     await s3.ensure_buckets(settings)
     await rabbitmq.ensure_topology(settings)
-    await seed_demo_tenant(settings)
+    if demo_tenant:
+        await seed_demo_tenant(settings)
 
 
 def down(settings: Settings) -> list[str]:
