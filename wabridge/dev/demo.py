@@ -52,6 +52,33 @@ class DemoTenant:
             ),
         )
 
+    def simulator_configs(self, settings: Settings) -> dict[str, dict[str, Any]]:
+        """What the two simulators must know of the demo tenant (the shape of ``PUT /__sim/config``)."""
+        edge = f"http://{settings.webhook_host}:{settings.webhook_port}"
+        meta = {
+            "phone_numbers": [
+                {
+                    "phone_number_id": self.phone_number_id,
+                    "display_phone_number": self.display_phone_number,
+                    "waba_id": self.waba_id,
+                    "access_token": self.whatsapp_token,
+                    "app_secret": self.app_secret,
+                    "webhook_url": f"{edge}/webhook/meta",
+                }
+            ]
+        }
+        genesys = {
+            "clients": [{"client_id": self.genesys_client_id, "client_secret": self.genesys_client_secret}],
+            "integrations": [
+                {
+                    "integration_id": self.genesys_integration_id,
+                    "outbound_webhook_url": f"{edge}/webhook/genesys",
+                    "outbound_webhook_secret": self.genesys_webhook_secret,
+                }
+            ],
+        }
+        return {"sim_meta": meta, "sim_genesys": genesys}
+
     def as_status(self, settings: Settings) -> dict[str, Any]:
         values = asdict(self)
         values.pop("name")

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from wabridge.cli import _COMMANDS
+from wabridge.dev.demo import DEMO_TENANT
 from wabridge.settings import Settings
 
 # component name -> `wabridge` arguments; a process is part of the stack once its command exists.
@@ -44,6 +45,13 @@ def _record(settings: Settings, pids: dict[str, int]) -> None:
 def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
     """Start every available process, forward their output, stop them all on Ctrl-C or SIGTERM."""
     wanted = {n: a for n, a in available_processes().items() if only is None or n in only}
+    # The simulators start knowing the demo tenant (its number, tokens, secrets and webhook URLs).
+    for name, config in DEMO_TENANT.simulator_configs(settings).items():
+        if name in wanted:
+            path = settings.state_dir / f"{name}.json"
+            path.write_bytes(orjson.dumps(config))
+            path.chmod(0o600)
+            wanted[name] = [*wanted[name], "--config", str(path)]
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, argv in wanted.items():
         children[name] = subprocess.Popen([sys.executable, "-m", "wabridge", *argv], env=os.environ.copy())

@@ -226,6 +226,7 @@ class GenesysSimulator:
             app.router.add_post(f"{INBOUND_PREFIX}/{suffix}", self._inbound_handler(kind))
         app.router.add_get("/api/v2/downloads/{media_id}", self._agent_media)
         GenesysAdmin(self).add_routes(app)
+        app.router.add_get("/healthz", _healthz)
         add_inspection_routes(app, self.requests, tag_query="integration")
         return app
 
@@ -570,3 +571,7 @@ def _too_many_requests(retry_after_s: int) -> web.Response:
         "status": 429,
     }
     return json_response(body, status=429, headers={"Retry-After": str(retry_after_s)})
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -235,6 +235,7 @@ class MetaSimulator:
         app.router.add_post(f"/{GRAPH_VERSION}/{{phone_number_id}}/media", self._upload_media)
         app.router.add_get(f"/{GRAPH_VERSION}/{{media_id}}", self._get_media)
         MetaAdmin(self).add_routes(app)
+        app.router.add_get("/healthz", _healthz)
         add_inspection_routes(app, self.requests, tag_query="phone_number_id")
         return app
 
@@ -552,3 +553,7 @@ class MetaSimulator:
             "media_ids": media_ids,
             "posts": [delivery.attempts if delivery else [] for delivery in deliveries],
         }
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
