@@ -193,3 +193,24 @@ async def test_bridge_stopped_mid_stream_loses_nothing(provisioned: Settings, st
         per_customer[customer].append(int(wamid.rsplit(".", 1)[1]))
     for customer, numbers in per_customer.items():
         assert numbers == sorted(numbers), customer
+
+
+async def test_a_3_mb_batch_of_1000_updates_becomes_1000_records(edge: RunningEdge) -> None:
+    filler = "x" * 2_900
+    specs = [
+        InboundSpec(kind="text", wa_id=f"1650777{i % 300:04d}", wamid=f"wamid.big.{i}", text=f"{i} {filler}")
+        for i in range(1000)
+    ]
+    body = webhook_body(*specs)
+    assert len(body) > 2.9e6
+    await post(edge, body)
+    bridge, task = await run_bridge(edge.settings)
+    try:
+        records = await read_topic(edge.settings, WA_INBOUND, 1000)
+    finally:
+        bridge.stop()
+        await task
+    events = [orjson.loads(r.value) for r in records]
+    assert sorted(e["event"]["id"] for e in events) == sorted(f"wamid.big.{i}" for i in range(1000))
+    assert len({e["customer_id"] for e in events}) == 300
+    assert len({r.partition for r in records}) == edge.settings.kafka_partitions

@@ -257,9 +257,9 @@ def split_webhook(
                 "entry_index": entry_index,
                 "change_index": change_index,
             }
-            contacts = [item for item in value.contacts if isinstance(item, dict)]
+            contacts = _ContactIndex(value.contacts)
             for index, message in enumerate(value.messages):
-                contact = _contact_for(message, contacts)
+                contact = contacts.for_message(message)
                 customer_id = _message_customer(message, contact) or UNIDENTIFIED_CUSTOMER_PREFIX + phone_number_id
                 events.append(_event(EventKind.MESSAGE, customer_id, message, index, len(events), common, contact))
             for index, status in enumerate(value.statuses):
@@ -298,23 +298,37 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _contact_for(message: Any, contacts: list[dict[str, Any]]) -> Contact | None:
-    """The contact of this message: matched by wa_id or BSUID, or the only one when nothing contradicts."""
-    if not contacts:
+class _ContactIndex:
+    """A change's ``contacts[]``, looked up by wa_id or BSUID (a batch can hold 1000 of each)."""
+
+    def __init__(self, raw_contacts: list[Any]) -> None:
+        self._contacts = [item for item in raw_contacts if isinstance(item, dict)]
+        self._by_wa_id: dict[str, dict[str, Any]] = {}
+        self._by_user_id: dict[str, dict[str, Any]] = {}
+        for contact in self._contacts:
+            wa_id, user_id = _text(contact.get("wa_id")), _text(contact.get("user_id"))
+            if wa_id:
+                self._by_wa_id.setdefault(wa_id, contact)
+            if user_id:
+                self._by_user_id.setdefault(user_id, contact)
+
+    def for_message(self, message: Any) -> Contact | None:
+        """Matched by wa_id, else BSUID; else the only contact when nothing in it contradicts the message."""
+        if not self._contacts:
+            return None
+        wa_id = _text(message.get("from")) if isinstance(message, dict) else None
+        user_id = _text(message.get("from_user_id")) if isinstance(message, dict) else None
+        found = (self._by_wa_id.get(wa_id) if wa_id else None) or (self._by_user_id.get(user_id) if user_id else None)
+        if found is not None:
+            return _contact(found)
+        if len(self._contacts) == 1:
+            only = self._contacts[0]
+            contradicts = (wa_id and only.get("wa_id") and _text(only.get("wa_id")) != wa_id) or (
+                user_id and only.get("user_id") and _text(only.get("user_id")) != user_id
+            )
+            if not contradicts:
+                return _contact(only)
         return None
-    wa_id = _text(message.get("from")) if isinstance(message, dict) else None
-    user_id = _text(message.get("from_user_id")) if isinstance(message, dict) else None
-    for contact in contacts:
-        if (wa_id and _text(contact.get("wa_id")) == wa_id) or (user_id and _text(contact.get("user_id")) == user_id):
-            return _contact(contact)
-    if len(contacts) == 1:
-        only = contacts[0]
-        contradicts = (wa_id and only.get("wa_id") and _text(only.get("wa_id")) != wa_id) or (
-            user_id and only.get("user_id") and _text(only.get("user_id")) != user_id
-        )
-        if not contradicts:
-            return _contact(only)
-    return None
 
 
 def _contact(raw: dict[str, Any]) -> Contact:
