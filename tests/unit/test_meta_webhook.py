@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import meta_payloads as mp
 import orjson
 import pydantic
 import pytest
 
+from tests.unit import meta_payloads as mp
 from wabridge.errors import PermanentError
 from wabridge.schemas.meta import (
     InvalidEventError,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import genesys_sdk
-import meta_payloads as mp
 import orjson
 import pytest
 
+from tests.unit import genesys_sdk
+from tests.unit import meta_payloads as mp
 from wabridge.schemas.genesys import IdType, OutboundKind
 from wabridge.schemas.meta import normalize, split_webhook
 from wabridge.schemas.records import StatusUpdate
