@@ -111,3 +111,21 @@ def test_missing_secrets_key_is_a_clear_error(tenant_env) -> None:
     result = _tenants(ADD, env, cwd)
     assert result.returncode != 0
     assert "WABRIDGE_SECRETS_KEY is not set" in result.stderr
+
+
+async def test_disabling_clears_the_cached_tenant(tenant_env, isolated_settings: Settings) -> None:
+    """An edge reads tenants from Redis for up to an hour: a change must not wait for that."""
+    import redis.asyncio as aioredis
+
+    env, cwd = tenant_env
+    env = {**env, "WABRIDGE_REDIS_KEY_PREFIX": isolated_settings.redis_key_prefix}
+    assert _tenants(ADD, env, cwd).returncode == 0
+    client = aioredis.from_url(isolated_settings.redis_url)
+    try:
+        cached = [isolated_settings.redis_key(k) for k in ("tenant:acme:config", "tenant:phone:106540352242922")]
+        for key in cached:
+            await client.set(key, b"stale", ex=3600)
+        assert _tenants(["disable", "acme"], env, cwd).returncode == 0
+        assert await client.exists(*cached) == 0
+    finally:
+        await client.aclose()

@@ -103,3 +103,16 @@ class TenantDirectory:
                 await pipe.execute()
         except RedisError as exc:
             log.warning("redis unavailable, tenant %s not cached: %s", tenant.id, exc)
+
+
+async def invalidate_cached(settings: Settings, tenant: Tenant) -> None:
+    """Forget a tenant's cached entries after a change, so edges see it within ``local_ttl_s``."""
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    keys = [settings.redis_key(f"tenant:{tenant.id}:config")]
+    keys += [settings.redis_key(f"tenant:phone:{p.phone_number_id}") for p in tenant.phone_numbers]
+    try:
+        await redis.delete(*keys)
+    except RedisError as exc:
+        log.warning("tenant %s changed but its cache could not be cleared (expires within an hour): %s", tenant.id, exc)
+    finally:
+        await redis.aclose()

@@ -11,6 +11,7 @@ import orjson
 from pydantic import SecretStr, ValidationError
 
 from wabridge.connectors import postgres
+from wabridge.connectors.tenant_directory import invalidate_cached
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.tenants.crypto import SecretBox, generate_key
@@ -27,14 +28,20 @@ from wabridge.tenants.store import TenantStore, merge_phone_numbers
 T = TypeVar("T")
 
 
-def _run(work: Callable[[TenantStore], Awaitable[T]]) -> T:
+def _run(work: Callable[[TenantStore], Awaitable[T]], *, changes: str | None = None) -> T:
+    """Run ``work`` against the store; ``changes`` names the tenant it modifies, whose caches are cleared."""
     settings = Settings()
 
     async def main() -> T:
         box = SecretBox.from_settings(settings)
         pool = await postgres.connect(settings, min_size=1, max_size=2)
         try:
-            return await work(TenantStore(pool, box))
+            store = TenantStore(pool, box)
+            result = await work(store)
+            if changes is not None:
+                # The edges' caches must not keep serving the old version of the tenant.
+                await invalidate_cached(settings, await store.get(changes))
+            return result
         finally:
             await pool.close()
 
@@ -132,7 +139,7 @@ def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], **options: An
         config=TenantConfig(**_config_values(options)),
         secrets=secrets,
     )
-    _run(lambda store: store.upsert(tenant))
+    _run(lambda store: store.upsert(tenant), changes=tenant_id)
     click.echo(f"tenant {tenant_id} saved")
 
 
@@ -177,7 +184,7 @@ def update(tenant_id: str, name: str | None, added: tuple[str, ...], removed: tu
         )
         await store.upsert(Tenant.model_validate(updated.model_dump()))
 
-    _run(work)
+    _run(work, changes=tenant_id)
     click.echo(f"tenant {tenant_id} updated")
 
 
@@ -185,7 +192,7 @@ def update(tenant_id: str, name: str | None, added: tuple[str, ...], removed: tu
 @click.argument("tenant_id")
 def disable(tenant_id: str) -> None:
     """Stop accepting this tenant's webhooks (Meta gets 403)."""
-    _run(lambda store: store.set_active(tenant_id, False))
+    _run(lambda store: store.set_active(tenant_id, False), changes=tenant_id)
     click.echo(f"tenant {tenant_id} disabled")
 
 
@@ -193,5 +200,5 @@ def disable(tenant_id: str) -> None:
 @click.argument("tenant_id")
 def enable(tenant_id: str) -> None:
     """Accept this tenant's webhooks again."""
-    _run(lambda store: store.set_active(tenant_id, True))
+    _run(lambda store: store.set_active(tenant_id, True), changes=tenant_id)
     click.echo(f"tenant {tenant_id} enabled")
