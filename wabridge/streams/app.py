@@ -1,0 +1,224 @@
+"""The Faust app of the workers, built from the one settings object, and the topics it needs.
+
+Everything Faust would otherwise take from its own environment variables (``TOPIC_PARTITIONS``,
+``WEB_PORT``, ...) is passed explicitly and ``env={}`` makes Faust ignore ``os.environ``
+(STYLE.md §2).
+
+Why the settings are what they are:
+
+* ``processing_guarantee="at_least_once"``: the dev broker (Tansu) has no transactions; every
+  effect is idempotent instead (invariant 4).
+* Keys are raw ``tenant_id:customer_id`` strings and values raw bytes on every stage topic: agents
+  decode and validate the bytes themselves, so a record Faust cannot decode is never skipped
+  silently (invariant 2). Tables use the same raw key serializer (Faust's table default is json,
+  which would partition ``"t:c"`` with its quotes and send ``table_route`` requests to the wrong
+  worker).
+* ``Settings.kafka_idempotent`` selects a producer with ``enable_idempotence``: Faust has no
+  setting for it outside transactions (``producer_enable_idempotence`` is silently ignored).
+* ``topic_allow_declare=False`` and :func:`declare_topics` creating every topic first, with
+  ``Settings.kafka_partitions``: Tansu auto-creates any topic it is asked about with 4 partitions,
+  so a changelog that Faust declares after the consumer has looked it up gets the wrong count.
+  ``topic_disable_leader=True``: no leader-election topic (no ``on_leader`` timers here).
+* ``agent_supervisor=CrashingSupervisor``: an agent that raises stops the worker instead of being
+  restarted in place. Faust's default (``OneForOneSupervisor``) restarts the agent, which then
+  carries on with the next event: the failed one stays unacked until the next rebalance while
+  later events of the same customer go ahead of it. Agents route their own failures
+  (``run_in_lanes``); what still escapes is a bug, and a restart resumes from the committed offset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from mode import CrashingSupervisor
+
+from wabridge.errors import ConfigurationError
+from wabridge.settings import Settings
+from wabridge.streams.topics import WORKER_GROUP, stage_topic_names
+
+log = logging.getLogger(__name__)
+
+
+class _IdempotentProducer(aiokafka_driver.Producer):
+    # Faust enables enable_idempotence only inside transactions (exactly_once); there is no
+    # setting for it at at_least_once, so Settings.kafka_idempotent selects this producer.
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+
+class IdempotentKafkaTransport(aiokafka_driver.Transport):
+    Producer = _IdempotentProducer
+
+
+# Faust picks a transport by URL scheme; this is the plugin hook (``faust.transports``).
+_IDEMPOTENT_SCHEME = "wabridge-kafka-idempotent"
+TRANSPORTS.aliases.setdefault(_IDEMPOTENT_SCHEME, f"{__name__}:IdempotentKafkaTransport")
+
+# Every key on every stage topic and table: ``tenant_id:customer_id`` as UTF-8 bytes.
+KEY_SERIALIZER = "raw"
+
+
+def worker_url(settings: Settings) -> str:
+    """Where other workers reach this worker's web server (``table_route`` forwards here)."""
+    return settings.worker_canonical_url or f"http://{settings.worker_host}:{settings.worker_port}"
+
+
+def create_app(settings: Settings, **options: Any) -> faust.App:
+    """The workers' Faust app. ``options`` are for Faust settings this module does not decide."""
+    app_id = settings.topic(WORKER_GROUP)
+    hosts = [host.strip() for host in settings.kafka_bootstrap.split(",")]
+    # Faust's producer comes from the consumer's transport (``broker``), not ``broker_producer``.
+    scheme = _IDEMPOTENT_SCHEME if settings.kafka_idempotent else "kafka"
+    datadir = (settings.state_dir / "worker" / f"{app_id}-{settings.worker_port}").resolve()
+    return faust.App(
+        app_id,
+        env={},
+        autodiscover=False,
+        broker=[f"{scheme}://{host}" for host in hosts],
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.kafka_replication_factor,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        key_serializer=KEY_SERIALIZER,
+        value_serializer="raw",
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=True,
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        web_port=settings.worker_port,
+        canonical_url=worker_url(settings),
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        broker_commit_interval=settings.kafka_commit_interval_s,
+        agent_supervisor=CrashingSupervisor,
+        Table=KeyedTable,
+        **options,
+    )
+
+
+def stage_topic(app: faust.App, settings: Settings, name: str) -> faust.TopicT:
+    """A stage topic (name from ``streams.topics``): raw ``str`` keys, raw ``bytes`` values."""
+    return app.topic(
+        settings.topic(name),
+        partitions=settings.kafka_partitions,
+        key_type=str,
+        value_type=bytes,
+        key_serializer=KEY_SERIALIZER,
+        value_serializer="raw",
+    )
+
+
+class KeyedTable(faust.Table):
+    """A Faust table whose keys serialise like the stage topics' keys: raw UTF-8 ``str``.
+
+    Faust derives a table's serializers from its types (``str`` keys -> json) and takes no
+    serializer argument; a json key would be ``"t:c"`` with quotes, hashed to another partition
+    than the stage topic's raw key, and ``table_route`` would ask the wrong worker. The key type
+    stays ``str``, so keys read back from the changelog (recovery) equal the live ones. Set as the
+    app's ``Table`` class by :func:`create_app`, so every ``app.Table(...)`` gets it.
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("key_type", str)
+        super().__init__(app, **kwargs)
+        if self.key_type is not str:
+            raise ConfigurationError(f"table {self.name!r}: keys are tenant_id:customer_id strings")
+        # Before anything builds the changelog topic from it (app.tables.add does).
+        self.key_serializer = KEY_SERIALIZER
+
+
+def create_table(app: faust.App, name: str, *, default: Any = None, help: str | None = None) -> faust.Table:
+    """A changelog-backed table keyed like the stage topics and co-partitioned with them.
+
+    Values are json (dicts of conversation or message state).
+    """
+    table = app.Table(name, default=default, partitions=app.conf.topic_partitions, help=help)
+    if table.changelog_topic.prepare_key("t:c", None)[0] != b"t:c":
+        raise ConfigurationError(f"table {name!r} is not a KeyedTable: create the app with create_app")
+    return cast(faust.Table, table)
+
+
+def changelog_topic_names(app: faust.App) -> list[str]:
+    return [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+
+
+async def declare_topics(settings: Settings, app: faust.App | None = None, *, extra: Iterable[str] = ()) -> list[str]:
+    """Create the stage topics, ``app``'s changelog topics and ``extra`` with the configured count.
+
+    Idempotent. Raises :class:`ConfigurationError` when an existing topic has another partition
+    count: co-partitioning (invariant 3) and ``table_route`` both depend on it. Returns the names
+    it created.
+    """
+    names = [*stage_topic_names(settings), *(changelog_topic_names(app) if app else ()), *extra]
+    compacted = set(changelog_topic_names(app)) if app else set()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in dict.fromkeys(names) if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        settings.kafka_partitions,
+                        settings.kafka_replication_factor,
+                        topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+                    )
+                    for name in missing
+                ]
+            )
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise ConfigurationError(f"cannot create topic {name!r}: error code {code}")
+        await _check_partitions(admin, names, settings.kafka_partitions)
+    finally:
+        await admin.close()
+    if missing:
+        log.info("created topics %s with %d partitions", missing, settings.kafka_partitions)
+    return missing
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, names: list[str], expected: int) -> None:
+    described = await admin.describe_topics(list(dict.fromkeys(names)))
+    wrong = {topic["topic"]: len(topic["partitions"]) for topic in described if len(topic["partitions"]) != expected}
+    if wrong:
+        raise ConfigurationError(
+            f"topics {wrong} do not have {expected} partitions; recreate them or set WABRIDGE_KAFKA_PARTITIONS to match"
+        )
+
+
+class _Worker(faust.Worker):
+    """A Faust worker that creates its topics before the app subscribes to them."""
+
+    def __init__(self, app: faust.App, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._settings = settings
+
+    async def on_first_start(self) -> None:
+        Path(self.app.conf.datadir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
+        await declare_topics(self._settings, cast(faust.App, self.app))
+        await super().on_first_start()
+
+
+def run_worker(app: faust.App, settings: Settings) -> None:
+    """Run ``app`` as a worker in this process until it is stopped (SIGTERM/SIGINT) or crashes."""
+    worker = _Worker(
+        app,
+        settings,
+        loglevel=settings.log_level,
+        workdir=str(Path.cwd()),
+    )
+    worker.execute_from_commandline()
