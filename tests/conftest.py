@@ -17,7 +17,6 @@ import redis.asyncio as aioredis
 from wabridge.connectors import kafka, postgres, rabbitmq, s3
 from wabridge.dev import services
 from wabridge.settings import Settings
-from wabridge.streams.topics import stage_topic_names
 
 
 def _unique_settings(**overrides: object) -> Settings:
@@ -79,7 +78,7 @@ async def provisioned(isolated_settings: Settings) -> AsyncIterator[Settings]:
 
 async def teardown(settings: Settings) -> None:
     await postgres.drop_schema(settings)
-    await kafka.delete_topics(settings, stage_topic_names(settings))
+    await kafka.delete_prefixed_topics(settings)
     await rabbitmq.delete_topology(settings)
     await empty_buckets(settings)
     client = aioredis.from_url(settings.redis_url)

@@ -16,6 +16,7 @@ _COMMANDS: dict[str, str] = {
     "tenants": "wabridge.tenants.cli:tenants",
     "webhook": "wabridge.commands:webhook",
     "bridge": "wabridge.commands:bridge",
+    "worker": "wabridge.streams.worker:worker_command",
 }
 
 

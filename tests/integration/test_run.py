@@ -16,7 +16,6 @@ import pytest
 from tests.integration.edge_fixtures import free_port
 from wabridge.connectors import kafka, postgres, rabbitmq
 from wabridge.settings import Settings
-from wabridge.streams.topics import stage_topic_names
 
 
 @pytest.mark.slow
@@ -66,5 +65,5 @@ def test_run_brings_every_component_up_and_ctrl_c_stops_it(tmp_path: Path, stack
 async def _clean_up(settings: Settings) -> None:
     """This test's schema, topics and queues; the buckets are the shared ones and stay."""
     await postgres.drop_schema(settings)
-    await kafka.delete_topics(settings, stage_topic_names(settings))
+    await kafka.delete_prefixed_topics(settings)
     await rabbitmq.delete_topology(settings)

@@ -66,3 +66,17 @@ async def delete_topics(settings: Settings, topics: list[str]) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+async def delete_prefixed_topics(settings: Settings) -> None:
+    """Every topic under this deployment's prefix, changelogs included (test clean-up)."""
+    if not settings.kafka_topic_prefix:
+        raise ConfigurationError("refusing to delete every topic of a deployment without a topic prefix")
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(settings.kafka_topic_prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

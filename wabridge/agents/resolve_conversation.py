@@ -1,0 +1,305 @@
+"""Stage resolve_conversation: ``wa-normalized`` → each message with its conversation on ``wa-resolved``.
+
+The ``conversations`` table (keyed ``tenant_id:customer_id``, co-partitioned with the stage topics)
+holds each customer's ``ConversationMapping``. On a miss PostgreSQL decides (get-or-create under its
+unique constraint, through the group-commit sink), so an empty broker — the dev broker keeps
+nothing across restarts — or a rebalance race never gives a customer a second conversation id; the
+table then fills lazily from PostgreSQL. On a hit only the table changes; ``last_activity_at``
+reaches PostgreSQL coalesced, once a second.
+
+Also here, because they need the mapping or write tracking rows:
+
+* ``system`` messages (number or user-id change) move the mapping. The new key may be owned by
+  another worker, so the move travels as a ``MappingMove`` record keyed by the new key on this same
+  topic; the new key's lane writes the new entry and tombstones the old PostgreSQL row in one
+  transaction. System messages are not delivered to Genesys.
+* inbound messages get a ``received`` tracking row; statuses move their outbound message's row
+  forward only (``tables.tracking``). Statuses end here: receipts to Genesys are a later stage.
+* value-level business errors go to ``error-events`` with Meta's code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import faust
+import orjson
+from faust.types import EventT
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from wabridge.agents.context import StageContext, send_and_wait
+from wabridge.errors import PermanentError
+from wabridge.masking import mask_customer_id
+from wabridge.schemas.records import (
+    BusinessError,
+    ConversationRef,
+    InboundMessage,
+    ResolvedMessage,
+    StatusUpdate,
+)
+from wabridge.schemas.status import MessageStatus
+from wabridge.streams.app import create_table, stage_topic
+from wabridge.streams.lanes import run_in_lanes
+from wabridge.streams.topics import WA_NORMALIZED, WA_RESOLVED
+from wabridge.tables.conversations import (
+    CREATE_MAPPING,
+    MOVE_MAPPING,
+    REVIVE_MAPPING,
+    ConversationMapping,
+    MappingMove,
+    fetch_mapping,
+)
+from wabridge.tables.mirror import WriteKind
+from wabridge.tables.tracking import TRACK, Tracked
+
+log = logging.getLogger(__name__)
+
+STAGE = "resolve_conversation"
+CONVERSATIONS_TABLE = "conversations"
+
+MAPPINGS_CREATED = Counter("wabridge_mappings_created_total", "Conversation mappings created", ["tenant"])
+MAPPINGS_MOVED = Counter("wabridge_mappings_moved_total", "Mappings moved by a number or user-id change", ["tenant"])
+TABLE_MISSES = Counter("wabridge_conversation_table_misses_total", "Table misses answered by PostgreSQL")
+
+NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def decode_normalized(raw: bytes) -> NormalizedRecord:
+    """The record on ``wa-normalized``; each kind has a field the others lack (and forbid)."""
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    if "mapping" in value:
+        return MappingMove.model_validate(value)
+    if "status" in value:
+        return StatusUpdate.model_validate(value)
+    if "error" in value:
+        return BusinessError.model_validate(value)
+    return InboundMessage.model_validate(value)
+
+
+class ConversationResolver:
+    """The handler of the resolve_conversation lanes; one per worker."""
+
+    def __init__(self, ctx: StageContext, table: faust.Table, normalized: faust.TopicT, resolved: faust.TopicT):
+        self.ctx = ctx
+        self.table = table
+        self.normalized = normalized
+        self.resolved = resolved
+
+    async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
+        """A PostgreSQL write through the group-commit sink, retried while it is transient."""
+
+        async def attempt() -> Result:
+            return await (await self.ctx.sink()).write(kind, item)
+
+        return await self.ctx.retrying(STAGE, attempt)
+
+    async def handle(self, event: EventT) -> None:
+        raw = event.value if isinstance(event.value, bytes) else b""
+        try:
+            record = decode_normalized(raw)
+        except (ValidationError, ValueError) as exc:
+            error = PermanentError(f"not a normalized record: {exc}".splitlines()[0], reason="invalid_record")
+            await self.ctx.route_error(STAGE, event, error)
+            return
+        try:
+            if isinstance(record, MappingMove):
+                await self.apply_move(record)
+            elif isinstance(record, StatusUpdate):
+                await self.track_status(record)
+            elif isinstance(record, BusinessError):
+                error = PermanentError(
+                    f"Meta reported error {record.error.code} for number {record.phone_number_id}: "
+                    f"{record.error.title}",
+                    reason=f"meta_business_error_{record.error.code}",
+                )
+                await self.ctx.route_error(STAGE, event, error, tenant_id=record.tenant_id)
+            elif record.type == "system":
+                await self.change_identity(record)
+            else:
+                await self.resolve_message(record)
+        except PermanentError as exc:
+            message_id = getattr(record, "wamid", None)
+            await self.ctx.route_error(STAGE, event, exc, tenant_id=_tenant_of(record), message_id=message_id)
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    async def resolve_message(self, message: InboundMessage) -> None:
+        mapping = await self.mapping_for(message)
+        await self.write(
+            TRACK,
+            Tracked(
+                tenant_id=message.tenant_id,
+                direction="inbound",
+                message_id=message.wamid,
+                status=MessageStatus.RECEIVED,
+                customer_id=message.customer_id,
+                conversation_id=mapping.conversation_id,
+                meta_message_id=message.wamid,
+            ),
+        )
+        resolved = ResolvedMessage(
+            message=message,
+            conversation=ConversationRef(
+                conversation_id=mapping.conversation_id,
+                genesys_conversation_id=mapping.genesys_conversation_id,
+            ),
+        )
+        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.resolved, message.key, resolved.to_bytes()))
+
+    async def mapping_for(self, message: InboundMessage) -> ConversationMapping:
+        key = message.key
+        held = self.table.get(key)
+        if held is not None:
+            mapping = ConversationMapping.from_table(held)
+            at = max(mapping.last_activity_at, float(message.timestamp))
+            updated = mapping.model_copy(
+                update={"last_activity_at": at, "contact_name": message.contact_name or mapping.contact_name}
+            )
+            if updated != mapping:
+                self.table[key] = updated.to_table()
+            self.ctx.activity.touch(message.tenant_id, message.customer_id, at)
+            return updated
+        TABLE_MISSES.inc()
+        candidate = ConversationMapping.new_for(message)
+        found = await self.write(CREATE_MAPPING, candidate)
+        if found is None:
+            raise PermanentError("no mapping could be created or found", reason="mapping_conflict")
+        if found.moved:
+            assert found.moved_at is not None
+            if message.timestamp < found.moved_at:
+                # A message from before the number change, replayed: it belongs to the conversation
+                # that moved. The tombstone is not put in the table: later messages decide again.
+                return found
+            revived = await self.write(REVIVE_MAPPING, candidate)
+            found = revived or found
+        if found.conversation_id == candidate.conversation_id:
+            MAPPINGS_CREATED.labels(message.tenant_id).inc()
+            log.info(
+                "new conversation %s for tenant %s customer %s (message %s)",
+                found.conversation_id,
+                message.tenant_id,
+                mask_customer_id(message.customer_id),
+                message.wamid,
+            )
+        self.table[key] = found.to_table()
+        await self.ctx.cache.store(found)
+        return found
+
+    # -- identity changes --------------------------------------------------------------------------
+
+    async def change_identity(self, message: InboundMessage) -> None:
+        """A ``system`` message: move the mapping to the customer's new id (not delivered)."""
+        payload: dict[str, Any] = message.payload if isinstance(message.payload, dict) else {}
+        change = payload.get("type")
+        new_wa_id = payload.get("wa_id") or payload.get("customer")
+        new_user_id = payload.get("user_id")
+        current = await self.current_mapping(message)
+        if current is None:
+            log.info(
+                "system %s for unknown customer %s of tenant %s: nothing to move",
+                change,
+                mask_customer_id(message.customer_id),
+                message.tenant_id,
+            )
+            return
+        keyed_by_wa_id = current.customer_id == current.wa_id
+        if change == "user_changed_number" and new_wa_id:
+            new_customer = str(new_wa_id) if keyed_by_wa_id else current.customer_id
+            update: dict[str, Any] = {"wa_id": str(new_wa_id)}
+        elif change == "user_changed_user_id" and new_user_id:
+            new_customer = current.customer_id if keyed_by_wa_id else str(new_user_id)
+            update = {"bsuid": str(new_user_id)}
+        else:
+            log.warning(
+                "system message %s of tenant %s (%s) names no new id: mapping left as it is",
+                message.wamid,
+                message.tenant_id,
+                change,
+            )
+            return
+        moved_at = float(message.timestamp)
+        new_mapping = current.model_copy(
+            update={**update, "customer_id": new_customer, "last_activity_at": max(current.last_activity_at, moved_at)}
+        )
+        move = MappingMove(
+            move_from_customer_id=current.customer_id, mapping=new_mapping, moved_at=moved_at, wamid=message.wamid
+        )
+        if move.key == message.key:
+            await self.apply_move(move)
+            return
+        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.normalized, move.key, move.to_bytes()))
+        self.table.pop(message.key, None)
+        await self.ctx.cache.forget(message.tenant_id, message.customer_id)
+        log.info(
+            "tenant %s: conversation %s moves from %s to %s (%s)",
+            message.tenant_id,
+            current.conversation_id,
+            mask_customer_id(message.customer_id),
+            mask_customer_id(new_customer),
+            change,
+        )
+
+    async def current_mapping(self, message: InboundMessage) -> ConversationMapping | None:
+        """The live mapping of the message's key, from the table or PostgreSQL; None if none/moved."""
+        held = self.table.get(message.key)
+        if held is not None:
+            return ConversationMapping.from_table(held)
+
+        async def lookup() -> ConversationMapping | None:
+            return await fetch_mapping(await self.ctx.pool(), message.tenant_id, message.customer_id)
+
+        found = await self.ctx.retrying(STAGE, lookup)
+        # A tombstone means the move happened already (this is a replay of the system message).
+        return None if found is None or found.moved else found
+
+    async def apply_move(self, move: MappingMove) -> None:
+        """Runs in the lane of the new key: store the moved conversation there."""
+        held = self.table.get(move.key)
+        if held is not None and ConversationMapping.from_table(held).conversation_id == move.mapping.conversation_id:
+            return  # replayed: the move is in the table (and so in PostgreSQL) already
+        stored = await self.write(MOVE_MAPPING, move)
+        self.table[move.key] = stored.to_table()
+        await self.ctx.cache.store(stored)
+        MAPPINGS_MOVED.labels(stored.tenant_id).inc()
+
+    # -- statuses ----------------------------------------------------------------------------------
+
+    async def track_status(self, status: StatusUpdate) -> None:
+        error = orjson.dumps([e.model_dump(mode="json") for e in status.errors]).decode() if status.errors else None
+        await self.write(
+            TRACK,
+            Tracked(
+                tenant_id=status.tenant_id,
+                direction="outbound",
+                message_id=status.wamid,
+                status=status.status,
+                customer_id=status.customer_id,
+                meta_message_id=status.wamid,
+                error=error,
+            ),
+        )
+
+
+def _tenant_of(record: NormalizedRecord) -> str:
+    return record.mapping.tenant_id if isinstance(record, MappingMove) else record.tenant_id
+
+
+def register_resolve_conversation(app: faust.App, ctx: StageContext) -> faust.Table:
+    """Add the resolve_conversation agent and the ``conversations`` table to ``app``; returns the table."""
+    settings = ctx.settings
+    source = stage_topic(app, settings, WA_NORMALIZED)
+    resolved = stage_topic(app, settings, WA_RESOLVED)
+    table = create_table(app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id")
+    resolver = ConversationResolver(ctx, table, source, resolved)
+
+    async def resolve_conversation(stream: faust.StreamT) -> None:
+        await run_in_lanes(stream, resolver.handle, batch_size=500)
+
+    app.agent(source, name=f"{__name__}.resolve_conversation", concurrency=1)(resolve_conversation)
+    return table

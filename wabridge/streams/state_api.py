@@ -1,0 +1,319 @@
+"""The State API of the seed's State Manager, as views on the worker's Faust web server.
+
+Requests that name a customer key are answered by the worker that owns the key in the
+``conversations`` table (``route_to_key_owner``), whichever worker is asked. On a table miss the
+answer falls back to Redis, then PostgreSQL, as the seed's State Manager does. Creates go to
+PostgreSQL (the arbiter) and Redis; the owner's table picks the mapping up on the key's next event.
+
+Endpoints (JSON in, JSON out; 4xx with ``{"error": ...}`` on bad input):
+
+* ``GET  /state/mapping/{waId}?tenantId=``            mapping of a customer (404 unknown)
+* ``POST /state/mapping``                             idempotent create: ``{tenantId, waId, ...}``
+* ``GET  /state/conversation/{conversationId}``       mapping of a conversation
+* ``POST /state/message``                             track a message / status (forward only)
+* ``GET  /state/message/{messageId}?tenantId=&direction=``
+* ``GET  /state/tables``                              this worker's tables: keys held, partitions
+* ``GET  /state/tables/{name}/{key}``                 one table entry, from the key's owner
+* ``GET  /healthz``, ``/readyz``, ``/metrics``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
+
+from wabridge.agents.context import StageContext
+from wabridge.errors import PermanentError, TransientError
+from wabridge.schemas.status import MessageStatus
+from wabridge.streams.web import BadKey, route_to_key_owner
+from wabridge.tables.conversations import (
+    CREATE_MAPPING,
+    ConversationMapping,
+    fetch_by_conversation,
+    fetch_mapping,
+)
+from wabridge.tables.tracking import TRACK, Direction, Tracked, fetch_tracked
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class MappingRequest(_Body):
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    wa_id: str = Field(validation_alias=AliasChoices("waId", "customerId"), min_length=1)
+    bsuid: str | None = None
+    contact_name: str | None = Field(default=None, alias="contactName")
+    phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
+    display_phone_number: str | None = Field(default=None, alias="displayPhoneNumber")
+    conversation_id: uuid.UUID | None = Field(default=None, alias="conversationId")
+
+
+class MessageRequest(_Body):
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    message_id: str = Field(alias="messageId", min_length=1)
+    direction: Direction = "inbound"
+    status: MessageStatus = MessageStatus.RECEIVED
+    conversation_id: uuid.UUID | None = Field(default=None, alias="conversationId")
+    customer_id: str | None = Field(default=None, validation_alias=AliasChoices("customerId", "waId"))
+    meta_message_id: str | None = Field(default=None, alias="metaMessageId")
+    genesys_message_id: str | None = Field(default=None, alias="genesysMessageId")
+    error: Any = None
+
+
+def _customer_key(request: Request, customer_param: str) -> str:
+    tenant = request.query.get("tenantId", "")
+    customer = request.match_info.get(customer_param, "")
+    if not tenant:
+        raise BadKey("the tenantId query parameter is required")
+    if not customer or ":" in tenant:
+        raise BadKey("tenantId must not contain ':' and the customer id must not be empty")
+    return f"{tenant}:{customer}"
+
+
+def _path_key(request: Request) -> str:
+    key = request.match_info.get("key", "")
+    if ":" not in key:
+        raise BadKey("a table key is tenant_id:customer_id")
+    return key
+
+
+def _error(view: View, status: int, message: str, **extra: Any) -> Response:
+    return view.json({"error": message, **extra}, status=status)
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from exc
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.Table) -> None:
+    """Add the State API, table inspection and health views to ``app``'s web server."""
+
+    async def guarded(view: View, action: Callable[[], Awaitable[Response]]) -> Response:
+        """Dependencies down → 503 (retry), not a stack trace."""
+        try:
+            return await action()
+        except (TransientError, OSError, asyncpg.PostgresConnectionError, RedisError) as exc:
+            return _error(view, 503, f"a dependency is unavailable: {exc}")
+        except PermanentError as exc:
+            return _error(view, 422, str(exc), reason=exc.reason)
+
+    async def write(kind: Any, item: Any) -> Any:
+        return await (await ctx.sink()).write(kind, item)
+
+    @app.page("/state/mapping/{waId}")
+    class MappingView(View):
+        @route_to_key_owner(conversations, lambda request: _customer_key(request, "waId"))
+        async def get(self, request: Request, waId: str) -> Response:
+            tenant_id = request.query["tenantId"]
+
+            async def answer() -> Response:
+                held = conversations.get(f"{tenant_id}:{waId}")
+                if held is not None:
+                    return self.json({**ConversationMapping.from_table(held).to_api(), "source": "table"})
+                cached = await ctx.cache.get(tenant_id, waId)
+                if cached is not None:
+                    return self.json({**cached.to_api(), "source": "redis"})
+                stored = await fetch_mapping(await ctx.pool(), tenant_id, waId)
+                if stored is None:
+                    return _error(self, 404, "no mapping for this customer")
+                if stored.moved:
+                    return _error(self, 404, "this customer id moved", movedTo=stored.moved_to_customer_id)
+                await ctx.cache.store(stored)
+                return self.json({**stored.to_api(), "source": "postgres"})
+
+            return await guarded(self, answer)
+
+    @app.page("/state/mapping")
+    class CreateMappingView(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                body = MappingRequest.model_validate(await _json_body(request))
+            except ValidationError as exc:
+                return _error(self, 400, _validation_message(exc))
+            except ValueError as exc:
+                return _error(self, 400, str(exc))
+            now = time.time()
+            candidate = ConversationMapping(
+                tenant_id=body.tenant_id,
+                customer_id=body.wa_id,
+                conversation_id=body.conversation_id or uuid.uuid4(),
+                wa_id=None if body.wa_id == body.bsuid else body.wa_id,
+                bsuid=body.bsuid,
+                contact_name=body.contact_name,
+                phone_number_id=body.phone_number_id,
+                display_phone_number=body.display_phone_number,
+                created_at=now,
+                last_activity_at=now,
+            )
+
+            async def answer() -> Response:
+                found = await write(CREATE_MAPPING, candidate)
+                if found is None:
+                    return _error(self, 409, "another customer holds this wa_id")
+                await ctx.cache.store(found)
+                created = found.conversation_id == candidate.conversation_id
+                return self.json({**found.to_api(), "created": created}, status=201 if created else 200)
+
+            return await guarded(self, answer)
+
+    @app.page("/state/conversation/{conversationId}")
+    class ConversationView(View):
+        async def get(self, request: Request, conversationId: str) -> Response:
+            try:
+                conversation_id = uuid.UUID(conversationId)
+            except ValueError:
+                return _error(self, 400, "conversationId is not a UUID")
+
+            async def answer() -> Response:
+                customer = await ctx.cache.customer_of(conversation_id)
+                if customer is not None:
+                    cached = await ctx.cache.get(*customer)
+                    if cached is not None and cached.conversation_id == conversation_id:
+                        return self.json({**cached.to_api(), "source": "redis"})
+                stored = await fetch_by_conversation(await ctx.pool(), conversation_id)
+                if stored is None:
+                    return _error(self, 404, "no such conversation")
+                await ctx.cache.store(stored)
+                return self.json({**stored.to_api(), "source": "postgres"})
+
+            return await guarded(self, answer)
+
+    @app.page("/state/message")
+    class TrackMessageView(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                body = MessageRequest.model_validate(await _json_body(request))
+            except ValidationError as exc:
+                return _error(self, 400, _validation_message(exc))
+            except ValueError as exc:
+                return _error(self, 400, str(exc))
+            tracked = Tracked(
+                tenant_id=body.tenant_id,
+                direction=body.direction,
+                message_id=body.message_id,
+                status=body.status,
+                customer_id=body.customer_id,
+                conversation_id=body.conversation_id,
+                meta_message_id=body.meta_message_id,
+                genesys_message_id=body.genesys_message_id,
+                error=orjson.dumps(body.error).decode() if body.error is not None else None,
+            )
+
+            async def answer() -> Response:
+                status = await write(TRACK, tracked)
+                return self.json(
+                    {
+                        "messageId": body.message_id,
+                        "direction": body.direction,
+                        "status": status,
+                        "tenantId": body.tenant_id,
+                    }
+                )
+
+            return await guarded(self, answer)
+
+    @app.page("/state/message/{messageId}")
+    class MessageView(View):
+        async def get(self, request: Request, messageId: str) -> Response:
+            tenant_id = request.query.get("tenantId")
+            direction = request.query.get("direction")
+            if not tenant_id:
+                return _error(self, 400, "the tenantId query parameter is required")
+            if direction not in (None, "inbound", "outbound"):
+                return _error(self, 400, "direction is inbound or outbound")
+
+            async def answer() -> Response:
+                rows = await fetch_tracked(await ctx.pool(), tenant_id, messageId, direction)  # type: ignore[arg-type]
+                if not rows:
+                    return _error(self, 404, "no tracked message with this id")
+                return self.json(rows[0] if direction else {"messages": rows})
+
+            return await guarded(self, answer)
+
+    tables: Mapping[str, faust.Table] = app.tables  # type: ignore[assignment]
+
+    @app.page("/state/tables")
+    class TablesView(View):
+        async def get(self, request: Request) -> Response:
+            assigned = app.assignor.assigned_actives()
+            report = {}
+            for name, table in tables.items():
+                changelog = table.changelog_topic.get_topic_name()
+                report[name] = {
+                    "keys_here": len(table),
+                    "changelog": changelog,
+                    "partitions_owned": sorted(tp.partition for tp in assigned if tp.topic == changelog),
+                }
+            return self.json({"worker": str(app.conf.canonical_url), "tables": report})
+
+    # One routed reader per table, so the owner of the key in that table answers.
+    def _entry_reader(table: faust.Table) -> Callable[..., Awaitable[Response]]:
+        @route_to_key_owner(table, _path_key)
+        async def read(view: View, request: Request, name: str, key: str) -> Response:
+            value = table.get(key)
+            if value is None:
+                return _error(view, 404, f"no entry {key!r} in table {name!r} on its owner")
+            return view.json({"table": name, "key": key, "value": value, "worker": str(app.conf.canonical_url)})
+
+        return read
+
+    readers: dict[str, Callable[..., Awaitable[Response]]] = {}
+
+    @app.page("/state/tables/{name}/{key}")
+    class TableEntryView(View):
+        async def get(self, request: Request, name: str, key: str) -> Response:
+            table = tables.get(name)
+            if table is None:
+                return _error(self, 404, f"no table {name!r}", tables=sorted(tables))
+            reader = readers.get(name) or readers.setdefault(name, _entry_reader(table))
+            return await reader(self, request, name=name, key=key)
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            async def postgres_ok() -> bool:
+                pool = await ctx.pool()
+                return bool(await pool.fetchval("SELECT 1") == 1)
+
+            async def redis_ok() -> bool:
+                return bool(await ctx.redis.ping())
+
+            results = {}
+            for name, check in (("postgres", postgres_ok), ("redis", redis_ok)):
+                try:
+                    results[name] = await asyncio.wait_for(check(), 3.0)
+                except Exception:  # noqa: BLE001 - any failure means "not ready", reported as such
+                    results[name] = False
+            results["partitions_assigned"] = bool(app.assignor.assigned_actives())
+            ready = all(results.values())
+            return self.json({"ready": ready, "dependencies": results}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

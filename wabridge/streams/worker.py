@@ -1,0 +1,53 @@
+"""The worker process (``wabridge worker``): the Faust app with its stage agents, tables and views.
+
+``build_worker`` assembles it from the one settings object; ``run_worker`` (``streams.app``)
+creates the topics and runs it. More workers with the same settings join the same consumer group
+and split the partitions; the State API answers from whichever worker owns a key.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import faust
+
+from wabridge.agents.context import StageContext
+from wabridge.agents.normalize import register_normalize
+from wabridge.agents.resolve_conversation import register_resolve_conversation
+from wabridge.settings import Settings
+from wabridge.streams.app import create_app, run_worker
+from wabridge.streams.state_api import register_state_api
+
+log = logging.getLogger(__name__)
+
+# How often coalesced ``last_activity_at`` values reach PostgreSQL.
+ACTIVITY_FLUSH_INTERVAL_S = 1.0
+
+
+def build_worker(settings: Settings) -> faust.App:
+    """The workers' Faust app with every stage of this issue wired in."""
+    app = create_app(settings)
+    ctx = StageContext(app, settings)
+    register_normalize(app, ctx)
+    conversations = register_resolve_conversation(app, ctx)
+    register_state_api(app, ctx, conversations)
+
+    @app.timer(ACTIVITY_FLUSH_INTERVAL_S)
+    async def flush_activity() -> None:
+        written = await ctx.activity.flush()
+        if written:
+            log.debug("last_activity_at of %d mappings written", written)
+
+    @app.on_before_shutdown.connect
+    async def close_context(sender: faust.App, **_: object) -> None:
+        await ctx.close()
+
+    return app
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Run a stream worker: normalize, resolve conversations, the State API (Faust web, port 3005)."""
+    settings = Settings()
+    run_worker(build_worker(settings), settings)
