@@ -247,12 +247,6 @@ async def owns_partitions(http: aiohttp.ClientSession, worker: WorkerProcess, ex
     return len({url for url, topics in routes.items() if any(topics.values())}) == expected_owners
 
 
-async def group_is_empty(settings: Settings) -> bool:
-    from wabridge.replay import group_members
-    from wabridge.streams.topics import WORKER_GROUP
-
-    return not await group_members(settings, settings.topic(WORKER_GROUP))
-
 
 async def committed_all(settings: Settings, topic: str) -> bool:
     """True when the worker group has committed the end of every partition of ``topic``."""
