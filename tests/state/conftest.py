@@ -247,7 +247,6 @@ async def owns_partitions(http: aiohttp.ClientSession, worker: WorkerProcess, ex
     return len({url for url, topics in routes.items() if any(topics.values())}) == expected_owners
 
 
-
 async def committed_all(settings: Settings, topic: str) -> bool:
     """True when the worker group has committed the end of every partition of ``topic``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
