@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.streams.topics import stage_topic_names
+
+log = logging.getLogger(__name__)
 
 # CreateTopics error code for "already exists"; Tansu answers with it in the response body.
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
@@ -27,9 +32,16 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
     return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
 
 
-async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> list[str]:
-    """Create missing topics with ``kafka_partitions`` partitions; refuse a count mismatch."""
-    wanted = topics if topics is not None else stage_topic_names(settings)
+async def ensure_topics(
+    settings: Settings, topics: Iterable[str] | None = None, *, compacted: Iterable[str] = ()
+) -> list[str]:
+    """Create missing topics with ``kafka_partitions`` partitions; refuse a count mismatch.
+
+    ``topics`` defaults to the stage topics; those in ``compacted`` (table changelogs) are created
+    with ``cleanup.policy=compact``. Idempotent; returns the names it created.
+    """
+    wanted = list(dict.fromkeys(topics if topics is not None else stage_topic_names(settings)))
+    compact = set(compacted)
     admin = admin_client(settings)
     await admin.start()
     try:
@@ -38,7 +50,15 @@ async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> 
         created = []
         if missing:
             response = await admin.create_topics(
-                [NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor) for t in missing]
+                [
+                    NewTopic(
+                        t,
+                        settings.kafka_partitions,
+                        settings.kafka_replication_factor,
+                        topic_configs={"cleanup.policy": "compact"} if t in compact else {},
+                    )
+                    for t in missing
+                ]
             )
             for topic, code, message in response.topic_errors:
                 if code == 0:
@@ -51,8 +71,11 @@ async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> 
     wrong = {t: n for t, n in counts.items() if n != settings.kafka_partitions}
     if wrong:
         raise ConfigurationError(
-            f"topics with a partition count other than {settings.kafka_partitions} break co-partitioning: {wrong}"
+            f"topics with a partition count other than {settings.kafka_partitions} break "
+            f"co-partitioning: {wrong}; recreate them or set WABRIDGE_KAFKA_PARTITIONS to match"
         )
+    if created:
+        log.info("created topics %s with %d partitions", created, settings.kafka_partitions)
     return created
 
 

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from mode import CrashingSupervisor
 
+from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.streams.topics import WORKER_GROUP, stage_topic_names
@@ -155,49 +154,16 @@ def changelog_topic_names(app: faust.App) -> list[str]:
 
 
 async def declare_topics(settings: Settings, app: faust.App | None = None, *, extra: Iterable[str] = ()) -> list[str]:
-    """Create the stage topics, ``app``'s changelog topics and ``extra`` with the configured count.
+    """Create the stage topics, ``app``'s changelog topics (compacted) and ``extra``.
 
     Idempotent. Raises :class:`ConfigurationError` when an existing topic has another partition
     count: co-partitioning (invariant 3) and ``table_route`` both depend on it. Returns the names
     it created.
     """
-    names = [*stage_topic_names(settings), *(changelog_topic_names(app) if app else ()), *extra]
-    compacted = set(changelog_topic_names(app)) if app else set()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in dict.fromkeys(names) if name not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        name,
-                        settings.kafka_partitions,
-                        settings.kafka_replication_factor,
-                        topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
-                    )
-                    for name in missing
-                ]
-            )
-            for name, code, *_ in response.topic_errors:
-                if code not in (0, TopicAlreadyExistsError.errno):
-                    raise ConfigurationError(f"cannot create topic {name!r}: error code {code}")
-        await _check_partitions(admin, names, settings.kafka_partitions)
-    finally:
-        await admin.close()
-    if missing:
-        log.info("created topics %s with %d partitions", missing, settings.kafka_partitions)
-    return missing
-
-
-async def _check_partitions(admin: AIOKafkaAdminClient, names: list[str], expected: int) -> None:
-    described = await admin.describe_topics(list(dict.fromkeys(names)))
-    wrong = {topic["topic"]: len(topic["partitions"]) for topic in described if len(topic["partitions"]) != expected}
-    if wrong:
-        raise ConfigurationError(
-            f"topics {wrong} do not have {expected} partitions; recreate them or set WABRIDGE_KAFKA_PARTITIONS to match"
-        )
+    changelogs = changelog_topic_names(app) if app else []
+    return await kafka.ensure_topics(
+        settings, [*stage_topic_names(settings), *changelogs, *extra], compacted=changelogs
+    )
 
 
 class _Worker(faust.Worker):
