@@ -224,21 +224,6 @@ async def get_json(http: aiohttp.ClientSession, url: str, **params: str) -> tupl
         return 0, None
 
 
-async def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def owns_partitions(http: aiohttp.ClientSession, worker: WorkerProcess, expected_owners: int) -> bool:
     """Faust's ``/router/`` view: worker URL -> partitions it owns; true when ``expected_owners`` own some."""
     status, routes = await get_json(http, f"{worker.url}/router/")

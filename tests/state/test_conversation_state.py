@@ -20,8 +20,8 @@ from tests.state.conftest import (
     produce,
     spawn,
     status_records,
-    wait_until,
 )
+from tests.streams.support import wait_until
 from wabridge.schemas.records import ResolvedMessage
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, new_wamid

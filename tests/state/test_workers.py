@@ -17,8 +17,8 @@ from tests.state.conftest import (
     owns_partitions,
     produce,
     spawn,
-    wait_until,
 )
+from tests.streams.support import wait_until
 from wabridge.connectors import kafka
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, new_wamid
