@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from wabridge.settings import Settings
-from wabridge.tenants import SecretBox, Tenant, TenantStore
+from wabridge.tenants import SecretBox, Tenant, TenantNotFound, TenantStore
 from wabridge.tenants.models import SECRET_FIELDS
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class TenantDirectory:
         self._settings = settings
         self._local_ttl_s = local_ttl_s
         self._by_phone: dict[str, tuple[float, Tenant | None]] = {}
+        self._by_id: dict[str, tuple[float, Tenant | None]] = {}
         self._all: tuple[float, list[Tenant]] | None = None
 
     async def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
@@ -53,6 +54,19 @@ class TenantDirectory:
             if tenant is not None:
                 await self._to_redis(phone_number_id, tenant)
         self._by_phone[phone_number_id] = (now + self._local_ttl_s, tenant)
+        return tenant
+
+    async def by_id(self, tenant_id: str) -> Tenant | None:
+        """The tenant with this id (the stage agents look it up per event), or None if unknown."""
+        now = time.monotonic()
+        cached = self._by_id.get(tenant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            tenant: Tenant | None = await self._store.get(tenant_id)
+        except TenantNotFound:
+            tenant = None
+        self._by_id[tenant_id] = (now + self._local_ttl_s, tenant)
         return tenant
 
     async def all_tenants(self) -> list[Tenant]:
