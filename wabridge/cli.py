@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "webhook": "wabridge.commands:webhook",
     "bridge": "wabridge.commands:bridge",
     "worker": "wabridge.streams.worker:worker_command",
+    "replay": "wabridge.replay:replay",
 }
 
 

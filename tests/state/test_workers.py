@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.edge_fixtures import free_port
+from tests.integration.edge_fixtures import free_port, settings_env
 from tests.state.conftest import (
     TENANT,
     WorkerProcess,
@@ -114,3 +118,43 @@ async def test_restart_with_empty_broker_keeps_conversations(
     assert {c: conv for c, (conv, _) in after.items()} == conversations  # from PostgreSQL, not new ones
     assert await pg_conversations(pg) == conversations
     assert await pg.fetchval("SELECT count(*) FROM message_tracking") == 3 * len(CUSTOMERS)
+
+
+async def test_replay_from_earliest_changes_nothing(
+    state_settings: Settings,
+    workers: list[WorkerProcess],
+    clean_changelogs: None,
+    producer: AIOKafkaProducer,
+    http: aiohttp.ClientSession,
+    pg: asyncpg.Connection,
+) -> None:
+    settings = state_settings
+    worker = spawn(workers, settings)
+    await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
+    await produce(producer, settings, messages(2))
+    before = await wait_until(lambda: answers(http, worker), 30, "every key mapped")
+    conversations = await pg_conversations(pg)
+    assert conversations == {c: conv for c, (conv, _) in before.items()}
+    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 20, "wa-normalized fully committed")
+    tracking_rows = await pg.fetchval("SELECT count(*) FROM message_tracking")
+    assert tracking_rows == 2 * len(CUSTOMERS)
+
+    replay = [sys.executable, "-m", "wabridge", "replay", "--topic", WA_NORMALIZED, "--to-earliest"]
+    refused = await asyncio.to_thread(
+        subprocess.run, replay, env=settings_env(settings), capture_output=True, text=True, timeout=90
+    )
+    assert refused.returncode != 0 and "running" in refused.stderr, refused.stderr
+
+    # Replay wa-normalized from the start: nothing done is done again.
+    worker.stop()
+    done = await asyncio.to_thread(
+        subprocess.run, replay, env=settings_env(settings), capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    moved = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(moved) == settings.kafka_partitions and all(line.endswith("-> 0") for line in moved), moved
+    worker.start()
+    await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to rejoin")
+    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 30, "the replay to be processed")
+    assert await pg_conversations(pg) == conversations
+    assert await pg.fetchval("SELECT count(*) FROM message_tracking") == tracking_rows

@@ -11,12 +11,14 @@ import logging
 
 import click
 import faust
+from redis.exceptions import RedisError
 
 from wabridge.agents.context import StageContext
 from wabridge.agents.normalize import register_normalize
 from wabridge.agents.resolve_conversation import register_resolve_conversation
 from wabridge.settings import Settings
-from wabridge.streams.app import create_app, run_worker
+from wabridge.streams import presence
+from wabridge.streams.app import create_app, run_worker, worker_url
 from wabridge.streams.state_api import register_state_api
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,23 @@ def build_worker(settings: Settings) -> faust.App:
         if written:
             log.debug("last_activity_at of %d mappings written", written)
 
+    @app.task
+    async def announce_presence() -> None:
+        # Lets `wabridge replay` refuse while this worker runs (see streams.presence).
+        url = worker_url(settings)
+        while not app.should_stop:
+            try:
+                await presence.announce(ctx.redis, settings, app.conf.id, url)
+            except RedisError as exc:
+                log.warning("could not announce this worker in Redis (replay cannot see it): %s", exc)
+            await app.sleep(presence.HEARTBEAT_S)
+
     @app.on_before_shutdown.connect
     async def close_context(sender: faust.App, **_: object) -> None:
+        try:
+            await presence.withdraw(ctx.redis, settings, app.conf.id, worker_url(settings))
+        except RedisError as exc:
+            log.warning("could not withdraw this worker from Redis (its entry expires by itself): %s", exc)
         await ctx.close()
 
     return app
