@@ -1,0 +1,285 @@
+"""The Meta Graph API, media side: where a WhatsApp media id lives, and its bytes.
+
+Per ``reference/whatsapp-cloud-api.md`` (Media):
+
+1. ``GET {graph}/{version}/{media-id}?phone_number_id=…`` (Bearer) → ``{url, mime_type, sha256,
+   file_size, id}``. ``phone_number_id`` makes Meta refuse a media id that was not sent to that
+   business number, so one tenant's number never fetches another's media.
+2. ``GET {url}`` with the same Bearer token → the bytes. The URL lives 5 minutes; a 404 there
+   means "ask for a new URL" (``MediaUrlExpired``). The media id itself lives 7 days; after that
+   Meta no longer knows it (``MediaGone``).
+
+Errors are classified here, once, where they are understood (the error codes table of the
+reference): a refused token is ``MetaAuthError`` (drop the cached token, retry once), rate limits,
+5xx and timeouts are ``TransientError`` (``retry_after`` from ``Retry-After``), other 4xx are
+``MediaRefused``. ``WhatsAppTokens`` holds each tenant's token in Redis, encrypted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from wabridge.errors import ConfigurationError, PermanentError, TransientError
+from wabridge.settings import Settings
+from wabridge.tenants import SecretBox, Tenant
+
+log = logging.getLogger(__name__)
+
+# The seed's ``tenant:{id}:whatsapp:token`` lives a day; a rotated token is picked up on the first 401.
+TOKEN_TTL_S = 24 * 3600
+
+# Graph error codes (reference: "Throughput and errors").
+_AUTH_CODES = frozenset({0, 190})
+# Rate limits (4, 80007, 130429), transient / maintenance (2, 131000, 131016, 131057), and 1, Graph's
+# "API Unknown", which Meta documents as a temporary failure to retry.
+_RETRY_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131057})
+# "Object does not exist" (code 100, subcode 33): what Meta answers for a media id it no longer has.
+_NO_SUCH_OBJECT_CODE = 100
+
+_CHUNK_BYTES = 256 * 1024
+
+
+class MetaAuthError(TransientError):
+    """Meta refused the token (HTTP 401 or Graph code 190 / 0).
+
+    The caller drops its cached token and retries once with the tenant's stored one; if that is
+    refused too, this stays a ``TransientError``: the media is fine, our credentials are not, and
+    the work must wait for an operator rather than tell the agent the file is gone.
+    """
+
+
+class MediaUrlExpired(TransientError):
+    """The download URL answered 404 (it lives 5 minutes): ask for the media id again for a new URL."""
+
+
+class MediaGone(PermanentError):
+    """Meta no longer has this media id (older than its 7-day retention, or never existed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="media_expired")
+
+
+class MediaTooLarge(PermanentError):
+    """The file is over the caller's byte cap; ``size`` is Meta's figure or the bytes seen so far."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message, reason="media_too_large")
+        self.size = size
+
+
+class MediaRefused(PermanentError):
+    """Any other 4xx from Meta: retrying the same request cannot help."""
+
+    def __init__(self, message: str, *, status: int, code: int | None = None) -> None:
+        super().__init__(message, reason=f"meta_http_{status}" if code is None else f"meta_error_{code}")
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """Meta's answer for a media id. ``sha256`` as Meta wrote it: base64 or hex, both occur."""
+
+    media_id: str
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+class MetaGraphClient:
+    """Media lookups and downloads over one shared aiohttp session (opened on first use)."""
+
+    def __init__(
+        self,
+        *,
+        graph_version: str,
+        request_timeout_s: float = 10.0,
+        download_timeout_s: float = 120.0,
+        read_timeout_s: float = 30.0,
+    ) -> None:
+        self._graph_version = graph_version
+        self._request_timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        # A 25 MB file on a slow link takes a while; stall detection is the per-read timeout.
+        self._download_timeout = aiohttp.ClientTimeout(
+            total=download_timeout_s, connect=request_timeout_s, sock_read=read_timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetaGraphClient:
+        return cls(graph_version=settings.meta_graph_version)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(raise_for_status=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> MetaGraphClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def media_info(
+        self, tenant: Tenant, media_id: str, token: SecretStr, *, phone_number_id: str | None = None
+    ) -> MediaInfo:
+        """Where the media id's bytes are now (a URL valid ~5 minutes), its type, hash and size."""
+        url = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}/{quote(media_id, safe='')}"
+        params = {"phone_number_id": phone_number_id} if phone_number_id else None
+        try:
+            async with self._client().get(
+                url, params=params, headers=_bearer(token), timeout=self._request_timeout
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise _graph_failure(response, raw, media_id=media_id)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"media lookup of {media_id} failed: {exc!r}") from exc
+        return _media_info(media_id, raw)
+
+    async def download(self, url: str, token: SecretStr, max_bytes: int) -> bytes:
+        """The file at a URL from ``media_info``; ``MediaTooLarge`` as soon as it passes ``max_bytes``."""
+        try:
+            async with self._client().get(url, headers=_bearer(token), timeout=self._download_timeout) as response:
+                if response.status != 200:
+                    raise _graph_failure(response, await response.read(), media_id=None)
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise MediaTooLarge(f"download is {declared} bytes, over {max_bytes}", size=declared)
+                received = bytearray()
+                async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                    received += chunk
+                    if len(received) > max_bytes:
+                        raise MediaTooLarge(f"download passed {max_bytes} bytes; aborted", size=len(received))
+                return bytes(received)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"media download failed: {exc!r}") from exc
+
+
+def _bearer(token: SecretStr) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
+def _media_info(media_id: str, raw: bytes) -> MediaInfo:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str) or not body["url"]:
+        raise MediaRefused(f"media lookup of {media_id} answered 200 without a URL", status=200)
+    size = body.get("file_size")
+    try:
+        file_size = int(size) if size is not None else None  # Meta sends a string
+    except (TypeError, ValueError):
+        file_size = None
+    return MediaInfo(
+        media_id=str(body.get("id") or media_id),
+        url=body["url"],
+        mime_type=str(body["mime_type"]) if body.get("mime_type") else None,
+        sha256=str(body["sha256"]) if body.get("sha256") else None,
+        file_size=file_size,
+    )
+
+
+def _graph_failure(response: aiohttp.ClientResponse, raw: bytes, *, media_id: str | None) -> Exception:
+    """The error for a non-200 answer; ``media_id`` is None for a download URL."""
+    status = response.status
+    error = _graph_error(raw)
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    what = f"media lookup of {media_id}" if media_id is not None else "media download"
+    summary = f"{what}: HTTP {status}" + (f", Graph code {code}: {error.get('message')}" if code is not None else "")
+    if status == 401 or code in _AUTH_CODES:
+        return MetaAuthError(summary)
+    if status in (408, 429) or status >= 500 or code in _RETRY_CODES:
+        return TransientError(summary, retry_after=_retry_after(response.headers.get("Retry-After")))
+    if media_id is None and status in (404, 410):
+        return MediaUrlExpired(summary)
+    if media_id is not None and (status in (404, 410) or code == _NO_SUCH_OBJECT_CODE):
+        return MediaGone(summary)
+    return MediaRefused(summary, status=status, code=code)
+
+
+def _graph_error(raw: bytes) -> dict[str, Any]:
+    """``{"error": {message, type, code, error_subcode}}``, or {} when the body is not that."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class WhatsAppTokens:
+    """Each tenant's WhatsApp token: Redis ``tenant:{id}:whatsapp:token`` (a day), else its credentials.
+
+    The cached copy is Fernet-encrypted like every credential at rest. Redis is a cache: when it is
+    down the token comes from the tenant record (which the caller already has) and nothing stops.
+    """
+
+    def __init__(self, redis: aioredis.Redis, box: SecretBox, settings: Settings, ttl_s: int = TOKEN_TTL_S) -> None:
+        self._redis = redis
+        self._box = box
+        self._settings = settings
+        self._ttl_s = ttl_s
+
+    def key(self, tenant_id: str) -> str:
+        return self._settings.redis_key(f"tenant:{tenant_id}:whatsapp:token")
+
+    async def get(self, tenant: Tenant) -> SecretStr:
+        try:
+            cached = await self._redis.get(self.key(tenant.id))
+        except RedisError as exc:
+            log.warning(
+                "redis unavailable for the WhatsApp token of tenant %s, using its credentials: %s", tenant.id, exc
+            )
+            return tenant.secrets.meta_access_token
+        if cached is not None:
+            try:
+                text = cached if isinstance(cached, str) else cached.decode("ascii")
+                return SecretStr(self._box.decrypt(text))
+            except (ConfigurationError, UnicodeDecodeError):
+                log.warning("cached WhatsApp token of tenant %s cannot be decrypted; replacing it", tenant.id)
+        token = tenant.secrets.meta_access_token
+        try:
+            await self._redis.set(self.key(tenant.id), self._box.encrypt(token.get_secret_value()), ex=self._ttl_s)
+        except RedisError as exc:
+            log.warning("redis unavailable, WhatsApp token of tenant %s not cached: %s", tenant.id, exc)
+        return token
+
+    async def drop(self, tenant_id: str) -> None:
+        """Forget the cached token (Meta refused it); the next ``get`` reads the tenant's credentials."""
+        try:
+            await self._redis.delete(self.key(tenant_id))
+        except RedisError as exc:
+            log.warning("redis unavailable, refused WhatsApp token of tenant %s not dropped: %s", tenant_id, exc)
