@@ -20,6 +20,8 @@ from faust.types import EventT
 from prometheus_client import Counter
 
 from wabridge.connectors import postgres
+from wabridge.connectors.genesys import backoff_delays
+from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TransientError
 from wabridge.masking import mask_key
 from wabridge.settings import Settings
@@ -27,6 +29,7 @@ from wabridge.streams.app import stage_topic
 from wabridge.streams.topics import ERROR_EVENTS
 from wabridge.tables.conversations import MappingCache
 from wabridge.tables.mirror import ActivityCoalescer, GroupCommitSink
+from wabridge.tenants import SecretBox, Tenant, TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ ROUTED_TO_ERRORS = Counter(
 )
 RETRIES = Counter("wabridge_stage_retries_total", "Transient failures a stage retried, by stage", ["stage"])
 
-# Backoff of transient failures: doubling from 0.2 s, capped, retried until the dependency is back
+# Backoff of transient failures: doubling from 0.2 s with jitter, capped, retried until the dependency is back
 # (giving up would mean dropping or stopping; the lane holds its key's later events meanwhile).
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 10.0
@@ -56,6 +59,32 @@ class StageContext:
         self.redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.cache = MappingCache(self.redis, settings)
         self.activity = ActivityCoalescer(self.pool)
+        self.box = SecretBox.from_settings(settings)
+        self._directory: TenantDirectory | None = None
+
+    async def directory(self) -> TenantDirectory:
+        """Tenants by id (with their decrypted credentials), cached in-process for a few seconds."""
+        if self._directory is None:
+            self._directory = TenantDirectory(
+                TenantStore(await self.pool(), self.box), self.redis, self.box, self.settings
+            )
+        return self._directory
+
+    async def tenant(self, tenant_id: str) -> Tenant:
+        """The active tenant ``tenant_id``; ``PermanentError`` when unknown or disabled."""
+
+        async def lookup() -> Tenant | None:
+            try:
+                return await (await self.directory()).by_id(tenant_id)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise TransientError(f"tenant lookup failed: {exc}", retry_after=1.0) from exc
+
+        tenant = await self.retrying("tenant_lookup", lookup)
+        if tenant is None:
+            raise PermanentError(f"no tenant {tenant_id!r}", reason="unknown_tenant")
+        if not tenant.active:
+            raise PermanentError(f"tenant {tenant_id!r} is disabled", reason="tenant_disabled")
+        return tenant
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -82,16 +111,15 @@ class StageContext:
 
     async def retrying(self, stage: str, action: Callable[[], Awaitable[T]]) -> T:
         """Run ``action`` until it does not raise ``TransientError`` (PermanentError passes through)."""
-        delay = _BACKOFF_START_S
+        delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
         while True:
             try:
                 return await action()
             except TransientError as exc:
                 RETRIES.labels(stage).inc()
-                wait = max(delay, exc.retry_after or 0.0)
+                wait = max(next(delays), exc.retry_after or 0.0)
                 log.warning("%s: transient failure, retrying in %.1f s: %s", stage, wait, exc)
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
 
     async def route_error(
         self,

@@ -89,6 +89,28 @@ def build_agent_text(
     return body
 
 
+def build_inbound_receipt(
+    *,
+    integration_id: str,
+    genesys_message_id: str,
+    wamid: str | None,
+    to_id: str,
+    to_id_type: str = "Phone",
+    nickname: str = "Sim Agent",
+    status: str = "Delivered",
+) -> dict[str, Any]:
+    """The ``Receipt`` Genesys posts once a customer's (inbound) message reached the agent."""
+    channel = _channel(integration_id, to_id, to_id_type, nickname, wamid or genesys_message_id)
+    return {
+        "id": genesys_message_id,
+        "channel": channel,
+        "type": "Receipt",
+        "status": status,
+        "direction": "Inbound",
+        "isFinalReceipt": True,
+    }
+
+
 def build_agent_typing(
     *,
     integration_id: str,

@@ -31,6 +31,7 @@ from wabridge.simulators.agent import (
     OutboundDelivery,
     build_agent_text,
     build_agent_typing,
+    build_inbound_receipt,
     deliver_outbound,
 )
 from wabridge.simulators.faults import FaultPlan, RateLimiter
@@ -421,6 +422,7 @@ class GenesysSimulator:
                     response["metadata"] = body["metadata"]
                 for item in content:
                     self._fetch_attachment_later(integration_id, genesys_id, item["attachment"])
+                self._receipt_later(integration_id, genesys_id, body)
             elif kind == "event":
                 response.update({"type": "Event", "events": body["events"]})
             else:
@@ -446,6 +448,35 @@ class GenesysSimulator:
             )
         )
         return response
+
+    def _receipt_later(self, integration_id: str, genesys_id: str, body: dict[str, Any]) -> None:
+        integration = self.integrations.get(integration_id)
+        if not self.config.inbound_receipts or integration is None or not integration.outbound_webhook_url:
+            return
+        if integration.outbound_webhook_secret is None or self._session is None:
+            return
+        sender = body["channel"]["from"]
+        receipt = build_inbound_receipt(
+            integration_id=integration_id,
+            genesys_message_id=genesys_id,
+            wamid=body["channel"].get("messageId"),
+            to_id=sender["id"],
+            to_id_type=sender.get("idType", "Phone"),
+            nickname=integration.nickname,
+        )
+        delivery = OutboundDelivery(
+            message_id=genesys_id, integration_id=integration_id, url=integration.outbound_webhook_url, body=receipt
+        )
+        self._tasks.spawn(
+            deliver_outbound(
+                self._session,
+                delivery,
+                secret=integration.outbound_webhook_secret.get_secret_value(),
+                timeout_s=self.config.outbound_timeout_s,
+                retries=self.config.outbound_retries,
+                retry_delay_s=self.config.outbound_retry_delay_s,
+            )
+        )
 
     # --- attachment fetching -------------------------------------------------------------------
 

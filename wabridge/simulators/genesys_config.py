@@ -53,6 +53,9 @@ class GenesysSimConfig(BaseModel):
     rate_limit_per_minute: int = Field(default=DEFAULT_RATE_LIMIT_PER_MINUTE, ge=0)
     # Delay before Genesys fetches an attachment (it does so shortly after accepting the message).
     attachment_fetch_delay_s: float = Field(default=0.0, ge=0)
+    # After accepting an inbound message Genesys posts a ``Delivered`` receipt for it to the
+    # integration's outbound webhook once the agent has it (the seed's sequence, step 12).
+    inbound_receipts: bool = True
     # Outbound webhook delivery policy (reference: 10 s timeout, up to 5 retries 5 s apart).
     outbound_timeout_s: float = Field(default=10.0, gt=0)
     outbound_retries: int = Field(default=5, ge=0)

@@ -130,6 +130,7 @@ class StoredMedia:
     sha256_b64: str
     uploaded_at: float
     failing_downloads: int = 0  # fault: the next N downloads answer 404
+    corrupt_downloads: int = 0  # fault: the next N downloads serve damaged bytes (a bad transfer)
 
 
 @dataclass(slots=True)
@@ -167,6 +168,8 @@ class MetaSimulator:
         self.requests = RequestLog(max_entries=max_logged_requests)
         self.url = ""
         self._media: dict[str, StoredMedia] = {}
+        # Faults for the next media a customer sends to a number: (404s, corrupted downloads).
+        self._next_media_faults: dict[str, tuple[int, int]] = {}
         self._media_urls: dict[str, tuple[str, float]] = {}  # url key -> (media id, expires at)
         self._windows: dict[tuple[str, str], float] = {}  # (phone_number_id, wa_id) -> last inbound
         self._sent: dict[str, SentMessage] = {}
@@ -205,11 +208,18 @@ class MetaSimulator:
         """Fault: the next ``count`` downloads of this media's URL answer 404 (as an expired URL does)."""
         self._media[media_id].failing_downloads = count
 
+    def fault_next_media(self, phone_number_id: str, *, failing_downloads: int = 0, corrupt_downloads: int = 0) -> None:
+        """Fault for the next media sent to this number (its id does not exist yet): 404s, damaged bytes."""
+        self._next_media_faults[phone_number_id] = (failing_downloads, corrupt_downloads)
+
     def store_media(self, phone_number_id: str, data: bytes, mime_type: str, filename: str = "") -> MediaRef:
         """Hold media as if the customer had sent it to this number; the id works with the Graph API."""
         media_id = str(self._rng.randrange(10**15, 10**16))
         digest = sha256_b64(data)
-        self._media[media_id] = StoredMedia(media_id, phone_number_id, data, mime_type, digest, time.time())
+        failing, corrupt = self._next_media_faults.pop(phone_number_id, (0, 0))
+        self._media[media_id] = StoredMedia(
+            media_id, phone_number_id, data, mime_type, digest, time.time(), failing, corrupt
+        )
         return MediaRef(id=media_id, mime_type=mime_type, sha256_b64=digest, filename=filename)
 
     # --- read-back for tests ------------------------------------------------------------------
@@ -308,6 +318,10 @@ class MetaSimulator:
         if media.failing_downloads > 0:
             media.failing_downloads -= 1
             return web.Response(status=404, text="Not Found")
+        if media.corrupt_downloads > 0:
+            media.corrupt_downloads -= 1
+            damaged = bytes([media.data[0] ^ 0xFF]) + media.data[1:] if media.data else b"\x00"
+            return web.Response(body=damaged, content_type=media.mime_type)
         return web.Response(body=media.data, content_type=media.mime_type)
 
     async def _upload_media(self, request: web.Request) -> web.Response:

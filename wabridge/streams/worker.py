@@ -14,11 +14,16 @@ import faust
 from redis.exceptions import RedisError
 
 from wabridge.agents.context import StageContext
+from wabridge.agents.deliver import register_deliver
+from wabridge.agents.genesys_events import register_genesys_events
+from wabridge.agents.media import register_media
 from wabridge.agents.normalize import register_normalize
 from wabridge.agents.resolve_conversation import register_resolve_conversation
+from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
 from wabridge.streams import presence
 from wabridge.streams.app import create_app, run_worker, worker_url
+from wabridge.streams.auth_api import register_auth_api
 from wabridge.streams.state_api import register_state_api
 
 log = logging.getLogger(__name__)
@@ -28,12 +33,18 @@ ACTIVITY_FLUSH_INTERVAL_S = 1.0
 
 
 def build_worker(settings: Settings) -> faust.App:
-    """The workers' Faust app with every stage of this issue wired in."""
+    """The workers' Faust app: every inbound stage, Genesys's events, the State and auth APIs."""
     app = create_app(settings)
     ctx = StageContext(app, settings)
     register_normalize(app, ctx)
     conversations = register_resolve_conversation(app, ctx)
+    media = register_media(app, ctx)
+    auth = GenesysAuth(ctx.redis, settings)
+    genesys = GenesysClient(auth)
+    register_deliver(app, ctx, genesys, conversations)
+    register_genesys_events(app, ctx)
     register_state_api(app, ctx, conversations)
+    register_auth_api(app, auth, ctx.directory)
 
     @app.timer(ACTIVITY_FLUSH_INTERVAL_S)
     async def flush_activity() -> None:
@@ -58,6 +69,9 @@ def build_worker(settings: Settings) -> faust.App:
             await presence.withdraw(ctx.redis, settings, app.conf.id, worker_url(settings))
         except RedisError as exc:
             log.warning("could not withdraw this worker from Redis (its entry expires by itself): %s", exc)
+        await media.close()
+        await genesys.close()
+        await auth.close()
         await ctx.close()
 
     return app
@@ -65,6 +79,6 @@ def build_worker(settings: Settings) -> faust.App:
 
 @click.command("worker")
 def worker_command() -> None:
-    """Run a stream worker: normalize, resolve conversations, the State API (Faust web, port 3005)."""
+    """Run a stream worker: every pipeline stage, the State API and /auth/token (Faust web, port 3005)."""
     settings = Settings()
     run_worker(build_worker(settings), settings)
