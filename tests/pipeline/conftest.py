@@ -44,7 +44,7 @@ from wabridge.tenants import PhoneNumber, Tenant, TenantConfig, TenantSecrets
 
 
 @dataclass(frozen=True)
-class TestTenant:
+class BridgeTenant:
     id: str
     phone_number_id: str
     display_phone_number: str
@@ -91,8 +91,8 @@ class TestTenant:
         )
 
 
-ACME = TestTenant("acme", "106540352242922", "15550783881", "acme-client", "5e5a1c43-0000-4000-8000-00000000acme")
-GLOBEX = TestTenant("globex", "206540352242999", "15550783999", "globex-client", "5e5a1c43-0000-4000-8000-0000000globe")
+ACME = BridgeTenant("acme", "106540352242922", "15550783881", "acme-client", "integration-acme")
+GLOBEX = BridgeTenant("globex", "206540352242999", "15550783999", "globex-client", "integration-globex")
 TENANTS = (ACME, GLOBEX)
 
 
@@ -145,21 +145,21 @@ class Pipeline:
     def customers(self) -> CustomerDriver:
         return CustomerDriver(self.meta.url, self.http)
 
-    async def send(self, tenant: TestTenant, specs: list[InboundSpec], **options: Any) -> list[str]:
+    async def send(self, tenant: BridgeTenant, specs: list[InboundSpec], **options: Any) -> list[str]:
         """Customers send ``specs`` through the Meta simulator to the edge; returns the wamids."""
         result = await self.customers.send(tenant.phone_number_id, specs, **options)
         # Each POST's attempts (HTTP statuses); the edge must have taken every webhook.
         assert all(attempts and attempts[-1] == 200 for attempts in result["posts"]), result
         return [str(wamid) for wamid in result["wamids"]]
 
-    def arrived(self, tenant: TestTenant) -> list[Any]:
+    def arrived(self, tenant: BridgeTenant) -> list[Any]:
         """What Genesys accepted for ``tenant`` (messages and structured responses), in arrival order."""
         return [a for a in self.genesys.accepted(tenant.integration_id) if a.kind in ("message", "structured_response")]
 
-    def arrived_ids(self, tenant: TestTenant) -> list[str]:
+    def arrived_ids(self, tenant: BridgeTenant) -> list[str]:
         return [a.body["channel"]["messageId"] for a in self.arrived(tenant)]
 
-    async def wait_arrived(self, tenant: TestTenant, wamids: list[str], timeout_s: float = 60.0) -> None:
+    async def wait_arrived(self, tenant: BridgeTenant, wamids: list[str], timeout_s: float = 60.0) -> None:
         await wait_for(
             lambda: _async(set(wamids) <= set(self.arrived_ids(tenant))),
             timeout_s,
