@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 
+from tests.integration.edge_fixtures import read_topic
 from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, pg_rows, wait_for
+from wabridge.schemas.genesys import OutboundEvent, OutboundKind
 from wabridge.simulators.customer import MEDIA_KINDS, InboundSpec
 from wabridge.simulators.media_samples import sample_for
+from wabridge.streams.topics import AGENT_MESSAGES
 
 CUSTOMER = "16505550101"
 
@@ -116,3 +119,21 @@ async def test_duplicates_and_batches_reach_the_agent_once(pipeline: Pipeline) -
             a.body["text"] for a in pipeline.arrived(ACME) if a.body["channel"]["from"]["id"] == customer
         ]  # fmt: skip
         assert texts == [f"message {n}" for n in range(5)]
+
+
+async def test_agent_messages_and_typing_are_recorded_for_the_outbound_direction(pipeline: Pipeline) -> None:
+    customer = "16505550901"
+    await pipeline.wait_arrived(ACME, await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=customer)]))
+    # The agent types, then answers with text and a picture: Genesys posts each to the edge (signed),
+    # retrying as Genesys does; the worker keeps each once on agent-messages, keyed by the customer.
+    typing = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, typing=True)
+    text = await pipeline.genesys.send_agent_message(
+        ACME.integration_id, customer, text="Your parcel leaves today", attachments=["image"]
+    )
+    assert typing.attempts[-1].status == 200 and text.attempts[-1].status == 200
+    records = await read_topic(pipeline.settings, AGENT_MESSAGES, expected=2)
+    events = [OutboundEvent.from_bytes(r.value) for r in records]  # type: ignore[attr-defined]
+    assert [e.id for e in events] == [typing.message_id, text.message_id]
+    assert {r.key for r in records} == {f"{ACME.id}:{customer}".encode()}  # type: ignore[attr-defined]
+    assert events[0].typing is not None and events[0].kind is OutboundKind.EVENT
+    assert events[1].text == "Your parcel leaves today" and events[1].attachments[0].media_type == "Image"
