@@ -53,12 +53,35 @@ class _IdempotentProducer(aiokafka_driver.Producer):
         return {**super()._settings_extra(), "enable_idempotence": True}
 
 
-class IdempotentKafkaTransport(aiokafka_driver.Transport):
+class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes fetch_max_wait_ms=1500. A broker that does not answer a waiting fetch
+        # as soon as data arrives (Tansu holds it ~450 ms, measured) then adds that to every
+        # stage hop; Apache Kafka answers at once either way. The attribute is read at start().
+        consumer._fetch_max_wait_ms = getattr(self.app, FETCH_MAX_WAIT_ATTRIBUTE, consumer._fetch_max_wait_ms)
+        return consumer
+
+
+class _Consumer(aiokafka_driver.Consumer):
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class KafkaTransport(aiokafka_driver.Transport):
+    Consumer = _Consumer
+
+
+class IdempotentKafkaTransport(KafkaTransport):
     Producer = _IdempotentProducer
 
 
+FETCH_MAX_WAIT_ATTRIBUTE = "wabridge_fetch_max_wait_ms"
+
 # Faust picks a transport by URL scheme; this is the plugin hook (``faust.transports``).
+_SCHEME = "wabridge-kafka"
 _IDEMPOTENT_SCHEME = "wabridge-kafka-idempotent"
+TRANSPORTS.aliases.setdefault(_SCHEME, f"{__name__}:KafkaTransport")
 TRANSPORTS.aliases.setdefault(_IDEMPOTENT_SCHEME, f"{__name__}:IdempotentKafkaTransport")
 
 # Every key on every stage topic and table: ``tenant_id:customer_id`` as UTF-8 bytes.
@@ -75,9 +98,9 @@ def create_app(settings: Settings, **options: Any) -> faust.App:
     app_id = settings.topic(WORKER_GROUP)
     hosts = [host.strip() for host in settings.kafka_bootstrap.split(",")]
     # Faust's producer comes from the consumer's transport (``broker``), not ``broker_producer``.
-    scheme = _IDEMPOTENT_SCHEME if settings.kafka_idempotent else "kafka"
+    scheme = _IDEMPOTENT_SCHEME if settings.kafka_idempotent else _SCHEME
     datadir = (settings.state_dir / "worker" / f"{app_id}-{settings.worker_port}").resolve()
-    return faust.App(
+    app = faust.App(
         app_id,
         env={},
         autodiscover=False,
@@ -105,6 +128,8 @@ def create_app(settings: Settings, **options: Any) -> faust.App:
         Table=KeyedTable,
         **options,
     )
+    setattr(app, FETCH_MAX_WAIT_ATTRIBUTE, settings.kafka_fetch_max_wait_ms)
+    return app
 
 
 def stage_topic(app: faust.App, settings: Settings, name: str) -> faust.TopicT:
