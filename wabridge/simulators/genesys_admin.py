@@ -5,13 +5,15 @@ PUT|DELETE    /__sim/clients/{id}      an OAuth client; POST /__sim/clients/{id}
 PUT|DELETE    /__sim/integrations/{id} an Open Messaging integration
 PUT|DELETE    /__sim/faults/{integration|client}/{id}   a FaultPlan
 GET /__sim/inbound · /__sim/attachments · /__sim/outbound   what Genesys accepted, fetched, sent
+GET /__sim/arrivals?since=&prefix=&kind=&limit=   accepted inbound, compact and incremental (benchmarks)
 POST /__sim/agent/messages             an agent message (outbound webhook)
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -21,7 +23,7 @@ from wabridge.simulators.genesys_config import GenesysClient, GenesysIntegration
 from wabridge.simulators.inspection import apply_admin_change, json_response
 
 if TYPE_CHECKING:
-    from wabridge.simulators.genesys import GenesysSimulator
+    from wabridge.simulators.genesys import AcceptedInbound, GenesysSimulator
 
 
 class GenesysAdmin:
@@ -43,6 +45,7 @@ class GenesysAdmin:
         add.add_get("/__sim/inbound", self._inbound)
         add.add_get("/__sim/attachments", self._attachments)
         add.add_get("/__sim/outbound", self._outbound)
+        add.add_get("/__sim/arrivals", self._arrivals)
         add.add_post("/__sim/agent/messages", self._agent_message)
 
     async def _get_config(self, request: web.Request) -> web.Response:
@@ -110,6 +113,30 @@ class GenesysAdmin:
         deliveries = self._sim.outbound_deliveries(request.query.get("integration"))
         return json_response({"outbound": [delivery.to_json() for delivery in deliveries]})
 
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        """What Genesys accepted from position ``since`` on, one small record each, in acceptance order.
+
+        ``position`` counts every accepted request; ``next`` is where the following poll starts, so a
+        benchmark reads each arrival once however long the run, and ``total`` is how many there are.
+        ``prefix`` keeps the records whose ``channel.messageId`` starts with it, ``kind`` the kind
+        (default ``message``), and ``limit`` caps how many records one poll reads.
+        """
+        try:
+            since = max(0, int(request.query.get("since", "0")))
+            limit = int(request.query["limit"]) if "limit" in request.query else None
+        except ValueError:
+            return json_response({"error": "since and limit are integers"}, status=400)
+        prefix = request.query.get("prefix", "")
+        kind = request.query.get("kind", "message")
+        accepted = self._sim.accepted()
+        window = accepted[since:] if limit is None else accepted[since : since + max(0, limit)]
+        arrivals = [
+            _arrival(position, item)
+            for position, item in enumerate(window, start=since)
+            if item.kind == kind and str(item.body.get("channel", {}).get("messageId", "")).startswith(prefix)
+        ]
+        return json_response({"arrivals": arrivals, "next": since + len(window), "total": len(accepted)})
+
     async def _agent_message(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         try:
@@ -125,3 +152,17 @@ class GenesysAdmin:
         except KeyError as error:
             return json_response({"error": str(error)}, status=409)
         return json_response(delivery.to_json())
+
+
+def _arrival(position: int, item: AcceptedInbound) -> dict[str, Any]:
+    channel = item.body.get("channel", {})
+    return {
+        "position": position,
+        "kind": item.kind,
+        "integration_id": item.integration_id,
+        "message_id": channel.get("messageId"),
+        "from_id": channel.get("from", {}).get("id"),
+        "time": channel.get("time"),
+        # Wall clock, microseconds: end-to-end latency is measured against the sender's clock.
+        "received_at_epoch": datetime.fromisoformat(item.received_at).timestamp(),
+    }
