@@ -19,6 +19,7 @@ _COMMANDS: dict[str, str] = {
     "worker": "wabridge.streams.worker:worker_command",
     "replay": "wabridge.replay:replay",
     "bench": "wabridge.bench.cli:bench",
+    "demo": "wabridge.dev.conversation:demo",
 }
 
 

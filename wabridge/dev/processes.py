@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from wabridge.cli import _COMMANDS
 from wabridge.dev.demo import DEMO_TENANT
+from wabridge.dev.stack import process_endpoints
 from wabridge.settings import Settings
 
 # component name -> `wabridge` arguments; a process is part of the stack once its command exists.
@@ -42,6 +45,27 @@ def _record(settings: Settings, pids: dict[str, int]) -> None:
     path.write_bytes(orjson.dumps(pids))
 
 
+async def _all_answer(urls: list[str]) -> bool:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        for url in urls:
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status != 200:
+                        return False
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+    return True
+
+
+def _ready_line() -> str:
+    if "demo" not in _COMMANDS:
+        return "wabridge run: everything is up"
+    script = Path(sys.executable).with_name("wabridge")
+    if script.is_relative_to(Path.cwd()):
+        script = script.relative_to(Path.cwd())
+    return f"wabridge run: everything is up. In another terminal, `{script} demo` sends a customer conversation"
+
+
 def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
     """Start every available process, forward their output, stop them all on Ctrl-C or SIGTERM."""
     wanted = {n: a for n, a in available_processes().items() if only is None or n in only}
@@ -57,6 +81,8 @@ def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
         children[name] = subprocess.Popen([sys.executable, "-m", "wabridge", *argv], env=os.environ.copy())
     _record(settings, {n: p.pid for n, p in children.items()})
 
+    # Said once every process answers /healthz, so the user knows when the demo can run.
+    health_urls: list[str] | None = [process_endpoints(settings)[name] for name in children]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -74,6 +100,9 @@ def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
                     exit_code = code or 1
                     stopping = True
                     break
+            if health_urls is not None and not stopping and asyncio.run(_all_answer(health_urls)):
+                health_urls = None
+                print(_ready_line(), flush=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

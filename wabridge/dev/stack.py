@@ -56,6 +56,11 @@ def ensure_dev_env(env_file: Path = DEV_ENV_FILE) -> None:
         f"WABRIDGE_SECRETS_KEY={generate_key()}\n"
         "# Tansu (the development broker) cannot do InitProducerId, so no idempotent producer.\n"
         "WABRIDGE_KAFKA_IDEMPOTENT=false\n"
+        "# Tansu keeps a stopped worker in the group until its session times out, and a restarted\n"
+        "# worker waits for that before it gets partitions: short timeouts make `make run` restarts quick.\n"
+        "WABRIDGE_KAFKA_SESSION_TIMEOUT_S=10\n"
+        "WABRIDGE_KAFKA_HEARTBEAT_INTERVAL_S=1\n"
+        "WABRIDGE_KAFKA_REBALANCE_TIMEOUT_S=10\n"
     )
     env_file.chmod(0o600)
 

@@ -1,0 +1,279 @@
+"""``wabridge demo``: one customer's short conversation through the running bridge, as the agent saw it.
+
+The customer side goes through the Meta simulator (``POST /__sim/inbound`` generates each webhook,
+signs it and posts it to the webhook edge, as Meta would); the agent side is read back from the
+Genesys simulator (``GET /__sim/inbound``: what Genesys accepted). A message that has not reached
+Genesys is looked up in the worker's State API, so a failure says how far the message got.
+Needs ``wabridge run`` (``make run``) in another terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import click
+import orjson
+
+from wabridge.dev.demo import DEMO_TENANT
+from wabridge.dev.stack import process_endpoints
+from wabridge.errors import ConfigurationError
+from wabridge.settings import Settings
+from wabridge.simulators.customer import CustomerDriver, InboundSpec, new_wamid
+from wabridge.simulators.hosting import SimulatorRequestError
+
+_CUSTOMER_NAME = "Sheena Nelson"
+_CUSTOMER_WA_ID = "16505551234"
+_COMPONENTS = {
+    "sim_meta": "the Meta simulator",
+    "sim_genesys": "the Genesys simulator",
+    "webhook": "the webhook edge",
+    "bridge": "the bridge",
+    "worker": "the worker",
+}
+_POLL_S = 0.25
+# The State API is asked about missing messages less often than Genesys is polled.
+_TRACKING_POLL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoMessage:
+    label: str  # what the customer does, as the demo prints it
+    spec: InboundSpec
+
+    @property
+    def wamid(self) -> str:
+        assert self.spec.wamid is not None
+        return self.spec.wamid
+
+
+def _say(label: str, kind: str, wamid: str | None = None, **fields: Any) -> DemoMessage:
+    spec = InboundSpec(kind=kind, wa_id=_CUSTOMER_WA_ID, name=_CUSTOMER_NAME, wamid=wamid or new_wamid(), **fields)
+    return DemoMessage(label, spec)
+
+
+def demo_conversation() -> list[DemoMessage]:
+    """The customer's messages, in order. Their wamids are chosen here so the reply and the reaction can
+    name earlier messages, and so a message the edge refused is still known by its id."""
+    first, photo = new_wamid(), new_wamid()
+    return [
+        _say("text", "text", first, text="Hi! My order #1042 has not arrived yet."),
+        _say("image with a caption", "image", photo, text="This is the label on the box"),
+        _say("document", "document", text="And the invoice"),
+        _say("voice note", "voice"),
+        _say("location", "location"),
+        _say("reply to the first message", "text", text="It was due last Monday.", reply_to=first),
+        _say("reaction to the image", "reaction", reacted_message_id=photo),
+    ]
+
+
+def shorten_url(url: str, width: int = 64) -> str:
+    """Scheme, host and path without the query (a presigned URL's signature), middle elided to fit."""
+    parts = urlsplit(url)
+    short = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else url
+    if parts.query:
+        short += "?…"
+    if len(short) <= width:
+        return short
+    keep = width - 1
+    return short[: keep // 2] + "…" + short[-(keep - keep // 2) :]
+
+
+def _clock(iso: str | None) -> str:
+    if not iso:
+        return "--:--:--"
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def agent_view(body: dict[str, Any], latency_s: float | None = None) -> list[str]:
+    """One message as the agent saw it: sender, time, text and attachments, one item per line."""
+    channel = body.get("channel") or {}
+    sender = channel.get("from") or {}
+    name = sender.get("nickname") or sender.get("id") or "(unknown sender)"
+    after = f" (+{latency_s:.2f}s)" if latency_s is not None else ""
+    lines = [f"{_clock(channel.get('time'))}{after}  {name}:"]
+    lines.extend(f"    {line}" for line in str(body.get("text") or "").splitlines())
+    for item in body.get("content") or []:
+        attachment = item.get("attachment") if isinstance(item, dict) else None
+        if not attachment:
+            continue
+        described = [
+            attachment.get("mediaType") or "?",
+            attachment.get("mime") or "",
+            attachment.get("filename") or "",
+            shorten_url(str(attachment.get("url") or "")),
+        ]
+        lines.append("    [attachment] " + "  ".join(part for part in described if part))
+    return lines
+
+
+def summary_line(sent: int, delivered: int, failed: int, elapsed_s: float) -> str:
+    return f"sent {sent}, delivered {delivered}, failed {failed}, in {elapsed_s:.1f}s"
+
+
+@dataclass
+class DemoResult:
+    sent: int
+    delivered: int
+    failed: dict[str, str] = field(default_factory=dict)  # wamid -> why
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.delivered == self.sent
+
+
+class _Demo:
+    """The run's I/O: the customer driver, the Genesys read-back and the State API."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession, echo: Any, timeout_s: float) -> None:
+        self._urls = process_endpoints(settings)
+        self._session = session
+        self.echo = echo
+        self.timeout_s = timeout_s
+
+    async def check_running(self) -> None:
+        async def answers(url: str) -> bool:
+            try:
+                async with self._session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=3)) as response:
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        healthy = await asyncio.gather(*(answers(self._urls[name]) for name in _COMPONENTS))
+        down = [
+            f"{what} ({self._urls[name]})"
+            for (name, what), up in zip(_COMPONENTS.items(), healthy, strict=True)
+            if not up
+        ]
+        if down:
+            raise ConfigurationError(
+                f"not reachable: {', '.join(down)}. Start `make run` (or `wabridge run`) in another terminal "
+                "first, and wait until it says everything is up"
+            )
+
+    async def send(self, message: DemoMessage) -> tuple[float, str | None]:
+        """Post one message; when it was sent, and why it failed if the edge never took it."""
+        driver = CustomerDriver(self._urls["sim_meta"], self._session)
+        sent_at = time.time()
+        result = await driver.send(DEMO_TENANT.phone_number_id, [message.spec])
+        [attempts] = result["posts"]
+        status = attempts[-1] if attempts else None
+        answered = "no answer" if status is None else f"HTTP {status}"
+        self.echo(f"  customer sends {message.label:28} webhook → edge: {answered}")
+        if status != 200:
+            return sent_at, f"the webhook edge did not accept it ({answered} after {len(attempts)} attempts)"
+        return sent_at, None
+
+    async def accepted(self) -> list[dict[str, Any]]:
+        url = f"{self._urls['sim_genesys']}/__sim/inbound"
+        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "message"}
+        async with self._session.get(url, params=query) as response:
+            response.raise_for_status()
+            inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
+            return inbound
+
+    async def tracked_status(self, wamid: str) -> tuple[str | None, str | None]:
+        """(status, error) of the message's inbound tracking row; (None, None) when not tracked or not known."""
+        url = f"{self._urls['worker']}/state/message/{quote(wamid, safe='')}"
+        query = {"tenantId": DEMO_TENANT.tenant_id, "direction": "inbound"}
+        try:
+            async with self._session.get(url, params=query, timeout=aiohttp.ClientTimeout(total=3)) as response:
+                if response.status != 200:
+                    return None, None
+                row = orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError):
+            return None, None
+        return row.get("status"), row.get("error")
+
+
+async def _wait_for_agent(
+    demo: _Demo, conversation: list[DemoMessage], sent_at: dict[str, float], result: DemoResult, started: float
+) -> None:
+    """Print each message as Genesys accepted it, until all are there, failed, or the timeout passes."""
+    deadline = started + demo.timeout_s
+    pending = [m.wamid for m in conversation if m.wamid not in result.failed]
+    next_tracking_check = time.monotonic() + _TRACKING_POLL_S
+    while pending:
+        for item in await demo.accepted():
+            wamid = item["body"].get("channel", {}).get("messageId")
+            if wamid in pending:
+                pending.remove(wamid)
+                result.delivered += 1
+                latency = datetime.fromisoformat(item["received_at"]).timestamp() - sent_at[wamid]
+                for line in agent_view(item["body"], latency):
+                    demo.echo("  " + line)
+        now = time.monotonic()
+        if not pending or now >= deadline:
+            break
+        if now >= next_tracking_check:
+            next_tracking_check = now + _TRACKING_POLL_S
+            for wamid in list(pending):
+                status, error = await demo.tracked_status(wamid)
+                if status == "failed":
+                    pending.remove(wamid)
+                    result.failed[wamid] = f"the bridge tracked it as failed: {error}"
+        await asyncio.sleep(_POLL_S)
+    result.elapsed_s = time.monotonic() - started
+    for wamid in pending:
+        status, _ = await demo.tracked_status(wamid)
+        how_far = f"tracked as {status!r}" if status else "not tracked yet"
+        result.failed[wamid] = f"not at Genesys {demo.timeout_s:g}s after the first message ({how_far})"
+
+
+async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo) -> DemoResult:
+    """Send the conversation, show what the agent saw, and say how it went."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        demo = _Demo(settings, session, echo, timeout_s)
+        await demo.check_running()
+        conversation = demo_conversation()
+        echo(f"{_CUSTOMER_NAME} writes to {DEMO_TENANT.name}, phone number id {DEMO_TENANT.phone_number_id}:")
+        started = time.monotonic()
+        sent_at: dict[str, float] = {}
+        result = DemoResult(sent=len(conversation), delivered=0)
+        for message in conversation:
+            sent_at[message.wamid], refused = await demo.send(message)
+            if refused:
+                result.failed[message.wamid] = refused
+
+        echo("")
+        echo(f"the agent sees (Genesys simulator, integration {DEMO_TENANT.genesys_integration_id}):")
+        await _wait_for_agent(demo, conversation, sent_at, result, started)
+        if result.failed:
+            echo("")
+            echo("failed:")
+            for message in conversation:
+                if message.wamid in result.failed:
+                    echo(f"  {message.label} ({message.wamid}): {result.failed[message.wamid]}")
+        echo("")
+        echo(summary_line(result.sent, result.delivered, len(result.failed), result.elapsed_s))
+        return result
+
+
+@click.command()
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds from the first message until every message must be at Genesys",
+)
+def demo(timeout_s: float) -> None:
+    """Send a short customer conversation through the running bridge (`make run`) and show what the agent saw."""
+    try:
+        result = asyncio.run(run_demo(Settings(), timeout_s))
+    except (ConfigurationError, SimulatorRequestError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"a simulator stopped answering during the demo: {exc}") from exc
+    sys.exit(0 if result.ok else 1)
