@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from wabridge.errors import TransientError
@@ -121,10 +122,13 @@ class DurablePublisher:
                     message, routing_key=queue, mandatory=True, timeout=self._confirm_timeout_s
                 )
                 return
-            except (aio_pika.exceptions.AMQPError, OSError, TimeoutError, ConnectionError) as exc:
+            except (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
                 last_error = exc
                 log.warning("publish to %s failed (attempt %d/%d): %r", queue, attempt, self._attempts, exc)
-                self._channel = None
+                # A confirm that timed out on an open channel (RabbitMQ overloaded) is no reason to
+                # drop the channel under every other publish in flight: only a closed one is remade.
+                if self._channel is not None and self._channel.is_closed:
+                    self._channel = None
                 await asyncio.sleep(0.05 * attempt)
         raise TransientError(f"RabbitMQ did not confirm the message on {queue}: {last_error!r}")
 
