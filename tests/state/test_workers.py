@@ -79,6 +79,14 @@ async def test_two_workers_route_and_take_over(
             status, body = await get_json(http, f"{worker.url}/state/mapping/{customer}", tenantId=TENANT)
             assert status == 200 and body["conversationId"] == via_first[customer][0]
     assert await pg_conversations(pg) == {c: conv for c, (conv, _) in via_first.items()}
+    # A create is answered by the key's owner too: for a known customer, the existing mapping.
+    for worker in (first, second):
+        for customer in CUSTOMERS:
+            async with http.post(f"{worker.url}/state/mapping", json={"tenantId": TENANT, "waId": customer}) as resp:
+                status, body = resp.status, await resp.json()
+            conversation_id, owner = via_first[customer]
+            answered = (status, body["conversationId"], body["created"], body["worker"])
+            assert answered == (200, conversation_id, False, owner)
 
     second.stop()
     after = await wait_until(

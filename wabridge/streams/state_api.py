@@ -8,7 +8,8 @@ PostgreSQL (the arbiter) and Redis; the owner's table picks the mapping up on th
 Endpoints (JSON in, JSON out; 4xx with ``{"error": ...}`` on bad input):
 
 * ``GET  /state/mapping/{waId}?tenantId=``            mapping of a customer (404 unknown)
-* ``POST /state/mapping``                             idempotent create: ``{tenantId, waId, ...}``
+* ``POST /state/mapping``                             idempotent create: ``{tenantId, waId, ...}``,
+                                                      answered by the key's owner
 * ``GET  /state/conversation/{conversationId}``       mapping of a conversation
 * ``POST /state/message``                             track a message / status (forward only)
 * ``GET  /state/message/{messageId}?tenantId=&direction=``
@@ -82,6 +83,22 @@ def _customer_key(request: Request, customer_param: str) -> str:
     return f"{tenant}:{customer}"
 
 
+async def _mapping_body(request: Request) -> MappingRequest:
+    try:
+        return MappingRequest.model_validate(await _json_body(request))
+    except ValidationError as exc:
+        raise BadKey(_validation_message(exc)) from exc
+    except ValueError as exc:
+        raise BadKey(str(exc)) from exc
+
+
+async def _body_key(request: Request) -> str:
+    body = await _mapping_body(request)
+    if ":" in body.tenant_id:
+        raise BadKey("tenantId must not contain ':'")
+    return f"{body.tenant_id}:{body.wa_id}"
+
+
 def _path_key(request: Request) -> str:
     key = request.match_info.get("key", "")
     if ":" not in key:
@@ -145,13 +162,9 @@ def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.T
 
     @app.page("/state/mapping")
     class CreateMappingView(View):
+        @route_to_key_owner(conversations, _body_key)
         async def post(self, request: Request) -> Response:
-            try:
-                body = MappingRequest.model_validate(await _json_body(request))
-            except ValidationError as exc:
-                return _error(self, 400, _validation_message(exc))
-            except ValueError as exc:
-                return _error(self, 400, str(exc))
+            body = await _mapping_body(request)  # valid: the router read it
             now = time.time()
             candidate = ConversationMapping(
                 tenant_id=body.tenant_id,
@@ -172,7 +185,8 @@ def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.T
                     return _error(self, 409, "another customer holds this wa_id")
                 await ctx.cache.store(found)
                 created = found.conversation_id == candidate.conversation_id
-                return self.json({**found.to_api(), "created": created}, status=201 if created else 200)
+                answer = {**found.to_api(), "created": created, "worker": str(app.conf.canonical_url)}
+                return self.json(answer, status=201 if created else 200)
 
             return await guarded(self, answer)
 

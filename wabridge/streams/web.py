@@ -1,7 +1,7 @@
 """Route a web request to the worker that owns its key in a table (``table_route``, done fully).
 
 Faust's ``@app.table_route`` takes the key from one query or path parameter and forwards only
-the method, headers and URL: a POST's body is lost, and a key made of two parameters
+the method, headers and URL: a POST's body is lost, a key cannot come from the body, and a key made of two parameters
 (``/state/mapping/{waId}?tenantId=``) cannot be expressed. :func:`route_to_key_owner` takes the
 key from a function of the request and forwards the body too.
 
@@ -14,6 +14,7 @@ different views of the assignment during a rebalance cannot bounce a request bet
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -34,11 +35,15 @@ class BadKey(ValueError):
     """The request does not name a valid key: answered with 400 and this message."""
 
 
-def route_to_key_owner(table: TableT, key_of: Callable[[Request], str]) -> Callable[[ViewMethod], ViewMethod]:
+def route_to_key_owner(
+    table: TableT, key_of: Callable[[Request], str | Awaitable[str]]
+) -> Callable[[ViewMethod], ViewMethod]:
     """Decorate a ``View`` method so it runs on the worker that owns ``key_of(request)`` in ``table``.
 
-    ``key_of`` raises :class:`BadKey` (or ``KeyError`` for a missing parameter) → 400. While the
-    group has no assignment yet, or the owner cannot be reached → 503 (retry shortly).
+    ``key_of`` may be a coroutine function, to take the key from the body (aiohttp keeps the body
+    read, so the view and the forward read it again). It raises :class:`BadKey` (or ``KeyError``
+    for a missing parameter) → 400. While the group has no assignment yet, or the owner cannot be
+    reached → 503 (retry shortly).
     """
 
     def decorator(method: ViewMethod) -> ViewMethod:
@@ -46,6 +51,8 @@ def route_to_key_owner(table: TableT, key_of: Callable[[Request], str]) -> Calla
         async def routed(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
             try:
                 key = key_of(request)
+                if inspect.isawaitable(key):
+                    key = await key
             except (BadKey, KeyError) as exc:
                 return view.json({"error": f"bad key: {exc}"}, status=400)
             if ROUTED_HEADER not in request.headers:
