@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,15 +25,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import SecretStr
 
-from tests.integration.edge_fixtures import free_port
+from tests.integration.run_support import clean_up, isolated_run, wait_until_healthy
 from wabridge.bench.load import WebhookLoad, open_loop, wall_and_loop_clock
 from wabridge.bench.plan import LoadShape, bench_wamid, customer_wa_id, parse_bench_wamid, plan_messages, plan_posts
 from wabridge.bench.tenants import BenchTenant
-from wabridge.connectors import kafka, postgres, rabbitmq
+from wabridge.connectors import postgres
 from wabridge.connectors.webhook import meta_signature_valid
 from wabridge.dev.demo import DEMO_TENANT
 from wabridge.settings import Settings
@@ -60,75 +58,21 @@ class RunningStack:
 
 @pytest.fixture(scope="module")
 def running_stack(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> Iterator[RunningStack]:
-    tag = os.urandom(4).hex()
     cwd = tmp_path_factory.mktemp("bench")
-    secrets_key = generate_key()
-    ports = {
-        name: free_port()
-        for name in ("WEBHOOK_PORT", "BRIDGE_METRICS_PORT", "WORKER_PORT", "SIM_META_PORT", "SIM_GENESYS_PORT")
-    }
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WABRIDGE_")},
-        "WABRIDGE_POSTGRES_SCHEMA": f"t_{tag}",
-        "WABRIDGE_KAFKA_TOPIC_PREFIX": f"t{tag}.",
-        "WABRIDGE_RABBITMQ_QUEUE_PREFIX": f"t{tag}.",
-        "WABRIDGE_REDIS_KEY_PREFIX": f"t{tag}:",
-        # Known to this test too, so it can add a tenant the processes can read.
-        "WABRIDGE_SECRETS_KEY": secrets_key,
-        "WABRIDGE_LOG_LEVEL": "WARNING",
-        **{f"WABRIDGE_{name}": str(port) for name, port in ports.items()},
-    }
-    settings = Settings(
-        postgres_schema=f"t_{tag}",
-        kafka_topic_prefix=f"t{tag}.",
-        rabbitmq_queue_prefix=f"t{tag}.",
-        redis_key_prefix=f"t{tag}:",
-        secrets_key=SecretStr(secrets_key),
-        webhook_port=ports["WEBHOOK_PORT"],
-        worker_port=ports["WORKER_PORT"],
-        sim_meta_port=ports["SIM_META_PORT"],
-        sim_genesys_port=ports["SIM_GENESYS_PORT"],
-    )
+    # The secrets key is known to this test too, so it can add a tenant the processes can read.
+    own = isolated_run(secrets_key=SecretStr(generate_key()), log_level="WARNING")
+    env, settings = own.env, own.settings
     run = subprocess.Popen(
         [sys.executable, "-m", "wabridge", "run"], cwd=cwd, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_until_healthy(cwd, env)
+        wait_until_healthy(cwd, env, timeout_s=120)
         yield RunningStack(cwd, env, settings)
     finally:
         run.send_signal(signal.SIGINT)
         run.wait(timeout=60)
-        asyncio.run(_clean_up(settings))
-
-
-def _wait_until_healthy(cwd: Path, env: dict[str, str]) -> None:
-    deadline = time.monotonic() + 120
-    components: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = subprocess.run(
-            [sys.executable, "-m", "wabridge", "dev", "status", "--json"],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        components = orjson.loads(status.stdout)["components"]
-        if all(component["healthy"] for component in components.values()):
-            return
-        time.sleep(1)
-    pytest.fail(f"`wabridge run` did not come up: {components}")
-
-
-async def _clean_up(settings: Settings) -> None:
-    """This module's schema, topics, queues and Redis keys; the buckets are the shared ones and stay."""
-    await postgres.drop_schema(settings)
-    await kafka.delete_prefixed_topics(settings)
-    await rabbitmq.delete_topology(settings)
-    client = aioredis.from_url(settings.redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=settings.redis_key("*"))]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        asyncio.run(clean_up(settings))
 
 
 def run_bench(stack: RunningStack, *args: str) -> dict[str, Any]:
