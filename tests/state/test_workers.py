@@ -52,6 +52,28 @@ async def pg_conversations(pg: asyncpg.Connection) -> dict[str, str]:
     return {r["customer_id"]: str(r["conversation_id"]) for r in rows}
 
 
+async def two_messages_each_done(
+    settings: Settings,
+    workers: list[WorkerProcess],
+    producer: AIOKafkaProducer,
+    http: aiohttp.ClientSession,
+    pg: asyncpg.Connection,
+) -> tuple[WorkerProcess, dict[str, str]]:
+    """One worker; two messages from every customer, mapped, tracked and committed.
+
+    Returns the worker and customer -> conversation id.
+    """
+    worker = spawn(workers, settings)
+    await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
+    await produce(producer, settings, messages(2))
+    before = await wait_until(lambda: answers(http, worker), 30, "every key mapped")
+    conversations = await pg_conversations(pg)
+    assert conversations == {c: conv for c, (conv, _) in before.items()}
+    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 20, "wa-normalized fully committed")
+    assert await pg.fetchval("SELECT count(*) FROM message_tracking") == 2 * len(CUSTOMERS)
+    return worker, conversations
+
+
 async def test_two_workers_route_and_take_over(
     state_settings: Settings,
     workers: list[WorkerProcess],
@@ -105,15 +127,7 @@ async def test_restart_with_empty_broker_keeps_conversations(
     pg: asyncpg.Connection,
 ) -> None:
     settings = state_settings
-    worker = spawn(workers, settings)
-    await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
-    await produce(producer, settings, messages(2))
-    before = await wait_until(lambda: answers(http, worker), 30, "every key mapped")
-    conversations = await pg_conversations(pg)
-    assert conversations == {c: conv for c, (conv, _) in before.items()}
-    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 20, "wa-normalized fully committed")
-    tracking_rows = await pg.fetchval("SELECT count(*) FROM message_tracking")
-    assert tracking_rows == 2 * len(CUSTOMERS)
+    worker, conversations = await two_messages_each_done(settings, workers, producer, http, pg)
 
     # Restart with an empty broker: every topic of this test deleted and recreated.
     worker.stop()
@@ -137,15 +151,7 @@ async def test_replay_from_earliest_changes_nothing(
     pg: asyncpg.Connection,
 ) -> None:
     settings = state_settings
-    worker = spawn(workers, settings)
-    await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
-    await produce(producer, settings, messages(2))
-    before = await wait_until(lambda: answers(http, worker), 30, "every key mapped")
-    conversations = await pg_conversations(pg)
-    assert conversations == {c: conv for c, (conv, _) in before.items()}
-    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 20, "wa-normalized fully committed")
-    tracking_rows = await pg.fetchval("SELECT count(*) FROM message_tracking")
-    assert tracking_rows == 2 * len(CUSTOMERS)
+    worker, conversations = await two_messages_each_done(settings, workers, producer, http, pg)
 
     replay = [sys.executable, "-m", "wabridge", "replay", "--topic", WA_NORMALIZED, "--to-earliest"]
     refused = await asyncio.to_thread(
@@ -165,4 +171,4 @@ async def test_replay_from_earliest_changes_nothing(
     await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to rejoin")
     await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 30, "the replay to be processed")
     assert await pg_conversations(pg) == conversations
-    assert await pg.fetchval("SELECT count(*) FROM message_tracking") == tracking_rows
+    assert await pg.fetchval("SELECT count(*) FROM message_tracking") == 2 * len(CUSTOMERS)
