@@ -189,19 +189,9 @@ class Deliverer:
     async def track_failure(self, ready: ReadyMessage, error: PermanentError) -> None:
         message = ready.message
         DELIVERED.labels(message.tenant_id, error.reason).inc()
-        await self.write(
-            TRACK,
-            Tracked(
-                tenant_id=message.tenant_id,
-                direction="inbound",
-                message_id=message.wamid,
-                status=MessageStatus.FAILED,
-                customer_id=message.customer_id,
-                conversation_id=ready.conversation.conversation_id,
-                meta_message_id=message.wamid,
-                error=orjson.dumps({"reason": error.reason, "message": str(error)}).decode(),
-            ),
-        )
+        reason = orjson.dumps({"reason": error.reason, "message": str(error)}).decode()
+        tracked = Tracked.of_inbound(message, MessageStatus.FAILED, ready.conversation.conversation_id, error=reason)
+        await self.write(TRACK, tracked)
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
         async def attempt() -> Result:

@@ -131,18 +131,7 @@ class ConversationResolver:
 
     async def resolve_message(self, message: InboundMessage) -> None:
         mapping = await self.mapping_for(message)
-        await self.write(
-            TRACK,
-            Tracked(
-                tenant_id=message.tenant_id,
-                direction="inbound",
-                message_id=message.wamid,
-                status=MessageStatus.RECEIVED,
-                customer_id=message.customer_id,
-                conversation_id=mapping.conversation_id,
-                meta_message_id=message.wamid,
-            ),
-        )
+        await self.write(TRACK, Tracked.of_inbound(message, MessageStatus.RECEIVED, mapping.conversation_id))
         resolved = ResolvedMessage(
             message=message,
             conversation=ConversationRef(

@@ -35,7 +35,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +44,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import PermanentError, TransientError, retry_after_seconds
 from wabridge.settings import Settings
 from wabridge.tenants import Tenant
 
@@ -558,16 +557,9 @@ def _delivery_result(call: _Call, raw: bytes) -> DeliveryResult:
 
 def _retry_after(headers: Mapping[str, str], raw: bytes) -> float | None:
     """Seconds from ``Retry-After`` (seconds or an HTTP date), else from Genesys's ``[42] seconds`` text."""
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
+    from_header = retry_after_seconds(headers.get("Retry-After"))
+    if from_header is not None:
+        return from_header
     found = _RETRY_IN_BODY.search(str(_error_document(raw).get("message", "")))
     return float(found.group(1)) if found else None
 

@@ -18,9 +18,7 @@ reference): a refused token is ``MetaAuthError`` (drop the cached token, retry o
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -30,7 +28,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from wabridge.errors import ConfigurationError, PermanentError, TransientError
+from wabridge.errors import ConfigurationError, PermanentError, TransientError, retry_after_seconds
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, Tenant
 
@@ -208,7 +206,7 @@ def _graph_failure(response: aiohttp.ClientResponse, raw: bytes, *, media_id: st
     if status == 401 or code in _AUTH_CODES:
         return MetaAuthError(summary)
     if status in (408, 429) or status >= 500 or code in _RETRY_CODES:
-        return TransientError(summary, retry_after=_retry_after(response.headers.get("Retry-After")))
+        return TransientError(summary, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
     if media_id is None and status in (404, 410):
         return MediaUrlExpired(summary)
     if media_id is not None and (status in (404, 410) or code == _NO_SUCH_OBJECT_CODE):
@@ -224,20 +222,6 @@ def _graph_error(raw: bytes) -> dict[str, Any]:
         return {}
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, dict) else {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class WhatsAppTokens:

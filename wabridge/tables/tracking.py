@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from wabridge.schemas.records import InboundMessage
 from wabridge.schemas.status import MessageStatus, advance
 from wabridge.tables.mirror import WriteKind
 
@@ -34,6 +35,22 @@ class Tracked:
     meta_message_id: str | None = None
     genesys_message_id: str | None = None
     error: str | None = None  # JSON text
+
+    @classmethod
+    def of_inbound(
+        cls, message: InboundMessage, status: MessageStatus, conversation_id: uuid.UUID, error: str | None = None
+    ) -> Tracked:
+        """A customer's message, tracked under its wamid."""
+        return cls(
+            tenant_id=message.tenant_id,
+            direction="inbound",
+            message_id=message.wamid,
+            status=status,
+            customer_id=message.customer_id,
+            conversation_id=conversation_id,
+            meta_message_id=message.wamid,
+            error=error,
+        )
 
     @property
     def row_key(self) -> tuple[str, str, str]:
