@@ -10,6 +10,9 @@ wamid + status for statuses), so nothing reaches an agent twice.
 Order: the queues are quorum queues with a single active consumer, and this connector produces
 records in the order it receives the webhooks; aiokafka keeps one batch in flight per partition,
 so a customer's records land on their partition in arrival order.
+
+Acks: each queue is consumed on its own channel, and the messages whose records Kafka has taken
+are acked in runs, one ``basic.ack`` (``multiple``) per run rather than one per message.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aio_pika
 import orjson
@@ -94,6 +98,18 @@ def genesys_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]
     return [(f"{tenant_id}:{customer_id}", orjson.dumps(record))]
 
 
+Splitter = Callable[[AbstractIncomingMessage], list[tuple[str, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    """A queue message whose records are on their way to Kafka."""
+
+    message: AbstractIncomingMessage
+    futures: list[asyncio.Future[RecordMetadata]]
+    queue_name: str
+
+
 class Bridge:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -109,9 +125,6 @@ class Bridge:
             request_timeout_ms=30_000,
         )
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self._pending: asyncio.Queue[tuple[AbstractIncomingMessage, list[asyncio.Future[RecordMetadata]], str]] = (
-            asyncio.Queue(maxsize=settings.rabbitmq_prefetch)
-        )
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -119,23 +132,18 @@ class Bridge:
         await self._producer.start()
         self._connection = await rabbitmq.connect(self._settings)
         try:
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=self._settings.rabbitmq_prefetch)
-            await rabbitmq.declare_topology(channel, self._settings)
-            inbound = await channel.get_queue(self._settings.queue(INBOUND_WHATSAPP_MESSAGES))
-            genesys = await channel.get_queue(self._settings.queue(GENESYS_OUTBOUND_EVENTS))
-            acker = asyncio.create_task(self._ack_in_order())
-            consumers = [
-                asyncio.create_task(self._consume(inbound, WA_INBOUND, meta_records)),
-                asyncio.create_task(self._consume(genesys, GENESYS_OUTBOUND, genesys_records)),
+            setup = await self._connection.channel()
+            await rabbitmq.declare_topology(setup, self._settings)
+            await setup.close()
+            sources = [
+                (INBOUND_WHATSAPP_MESSAGES, WA_INBOUND, meta_records),
+                (GENESYS_OUTBOUND_EVENTS, GENESYS_OUTBOUND, genesys_records),
             ]
+            bridging = [asyncio.create_task(self._bridge_queue(*source)) for source in sources]
             await self._stopping.wait()
-            for task in consumers:
+            for task in bridging:
                 task.cancel()
-            await asyncio.gather(*consumers, return_exceptions=True)
-            await self._pending.join()
-            acker.cancel()
-            await asyncio.gather(acker, return_exceptions=True)
+            await asyncio.gather(*bridging, return_exceptions=True)
         finally:
             await self._producer.stop()
             await self._connection.close()
@@ -146,7 +154,26 @@ class Bridge:
     async def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
-    async def _consume(self, queue: AbstractQueue, topic_name: str, split: Any) -> None:
+    async def _bridge_queue(self, queue_name: str, topic_name: str, split: Splitter) -> None:
+        """Consume one queue on its own channel, so that its delivery tags follow its delivery order."""
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self._settings.rabbitmq_prefetch)
+        queue = await channel.get_queue(self._settings.queue(queue_name))
+        pending: asyncio.Queue[Produced] = asyncio.Queue(maxsize=self._settings.rabbitmq_prefetch)
+        acker = asyncio.create_task(self._ack_in_order(pending))
+        try:
+            await self._consume(queue, topic_name, split, pending)
+        finally:
+            # Stopping: what was produced is settled (acked or requeued) before the channel goes.
+            await pending.join()
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+            await channel.close()
+
+    async def _consume(
+        self, queue: AbstractQueue, topic_name: str, split: Splitter, pending: asyncio.Queue[Produced]
+    ) -> None:
         topic = self._settings.topic(topic_name)
         async with queue.iterator() as messages:
             async for message in messages:
@@ -157,28 +184,49 @@ class Bridge:
                     continue
                 futures = [await self._producer.send(topic, value, key=key.encode()) for key, value in records]
                 IN_FLIGHT.inc()
-                await self._pending.put((message, futures, queue.name))
+                await pending.put(Produced(message, futures, queue.name))
 
-    async def _ack_in_order(self) -> None:
-        """Ack each queue message once Kafka has every record of it, in the order they were sent."""
+    async def _ack_in_order(self, pending: asyncio.Queue[Produced]) -> None:
+        """Ack queue messages once Kafka has every record of them, in the order they were sent.
+
+        Whatever is waiting is settled as one batch: each run of bridged messages is acked with a
+        single ``basic.ack`` (``multiple``) up to its last message, and a message Kafka refused is
+        returned on its own. The channel carries this one queue, so an ack up to a delivery tag
+        covers exactly the messages before it in this queue, all of which are then settled.
+        """
         while True:
-            message, futures, queue_name = await self._pending.get()
+            batch = [await pending.get()]
+            while not pending.empty():
+                batch.append(pending.get_nowait())
             try:
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                failures = [r for r in results if isinstance(r, BaseException)]
-                if failures:
-                    # Not acked: RabbitMQ delivers it again; the records that did land are deduped downstream.
-                    log.error("kafka refused records of a webhook from %s, returning it: %r", queue_name, failures[0])
-                    WEBHOOKS.labels(queue_name, "requeued").inc()
-                    await message.nack(requeue=True)
-                else:
-                    for result in results:
-                        RECORDS.labels(result.topic).inc()
-                    await message.ack()
-                    WEBHOOKS.labels(queue_name, "bridged").inc()
+                await self._settle(batch)
             finally:
-                IN_FLIGHT.dec()
-                self._pending.task_done()
+                for _ in batch:
+                    IN_FLIGHT.dec()
+                    pending.task_done()
+
+    async def _settle(self, batch: list[Produced]) -> None:
+        unacked: Produced | None = None  # the last of a run of bridged messages, not yet acked
+        for produced in batch:
+            results = await asyncio.gather(*produced.futures, return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                if unacked is not None:
+                    await unacked.message.ack(multiple=True)
+                    unacked = None
+                # Not acked: RabbitMQ delivers it again; the records that did land are deduped downstream.
+                log.error(
+                    "kafka refused records of a webhook from %s, returning it: %r", produced.queue_name, failures[0]
+                )
+                WEBHOOKS.labels(produced.queue_name, "requeued").inc()
+                await produced.message.nack(requeue=True)
+                continue
+            for result in results:
+                RECORDS.labels(result.topic).inc()
+            WEBHOOKS.labels(produced.queue_name, "bridged").inc()
+            unacked = produced
+        if unacked is not None:
+            await unacked.message.ack(multiple=True)
 
     async def _dead_letter(self, queue_name: str, message: AbstractIncomingMessage, reason: str) -> None:
         """Keep the message, with why, on the queue's dead-letter queue; then ack the original."""
