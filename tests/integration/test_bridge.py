@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 import aio_pika
@@ -65,12 +66,14 @@ async def test_batches_split_per_event_onto_the_customers_partition_in_arrival_o
     customers = [f"1650555{i:04d}" for i in range(40)]
     # One big batch with many customers, then three more webhooks per customer, then a status each.
     big = [InboundSpec(kind="text", wa_id=c, text=f"{c} 0", wamid=f"wamid.{c}.0") for c in customers]
+    posting_began = time.time()
     await post(edge, webhook_body(*big))
     for n in range(1, 4):
         for c in customers:
             await post(edge, webhook_body(InboundSpec(kind="text", wa_id=c, text=f"{c} {n}", wamid=f"wamid.{c}.{n}")))
     for c in customers:
         await post(edge, status_webhook(f"wamid.out.{c}", "delivered", c))
+    posting_ended = time.time()
 
     bridge, task = await run_bridge(settings)
     try:
@@ -88,6 +91,9 @@ async def test_batches_split_per_event_onto_the_customers_partition_in_arrival_o
         assert key == f"acme:{event['customer_id']}"
         assert record.partition == partition_of(record.key, settings.kafka_partitions)
         sequence[event["customer_id"]].append(event["event"]["id"])
+        # The edge's receive time survives the queue to the microsecond (an AMQP float header
+        # would round it to 128 s, and every end-to-end latency with it).
+        assert posting_began <= event["received_at"] <= posting_ended
     for c in customers:
         assert sequence[c] == [f"wamid.{c}.{n}" for n in range(4)] + [f"wamid.out.{c}"]
 

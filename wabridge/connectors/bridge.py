@@ -84,15 +84,16 @@ def genesys_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]
     headers = message.headers or {}
     try:
         tenant_id = str(headers["tenant_id"])
+        received_at = float(str(headers["received_at"])) if "received_at" in headers else None
         payload = orjson.loads(message.body)
         customer_id = str(payload["channel"]["to"]["id"])
-    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
         raise UnbridgeableMessage(f"not an Open Messaging outbound event with channel.to.id: {exc!r}") from exc
     record = {
         "v": GENESYS_RECORD_VERSION,
         "tenant_id": tenant_id,
         "customer_id": customer_id,
-        "received_at": headers.get("received_at"),
+        "received_at": received_at,
         "event": payload,
     }
     return [(f"{tenant_id}:{customer_id}", orjson.dumps(record))]

@@ -26,6 +26,15 @@ async def connect(settings: Settings) -> AbstractRobustConnection:
     return await aio_pika.connect_robust(settings.rabbitmq_url.get_secret_value())
 
 
+def epoch_header(seconds: float) -> str:
+    """A time for a message header, to the microsecond.
+
+    AMQP has no double in pamqp's encoding of a Python float: it goes out as a 32-bit float, whose
+    step near today's epoch seconds is 128 s. A time therefore travels as its decimal string.
+    """
+    return f"{seconds:.6f}"
+
+
 def dead_letter_exchange(settings: Settings) -> str:
     return settings.queue(DEAD_LETTER_EXCHANGE)
 

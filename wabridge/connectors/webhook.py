@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from wabridge.connectors import postgres, s3
-from wabridge.connectors.rabbitmq import DurablePublisher
+from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import TransientError
 from wabridge.observability import health_routes
@@ -192,7 +192,7 @@ class WebhookEdge:
         headers = {
             "source": "meta",
             "tenants": orjson.dumps({n: t.id for n, t in owners.items()}).decode(),
-            "received_at": received.timestamp(),
+            "received_at": epoch_header(received.timestamp()),
             "archive_key": key,
         }
         # Archive and publish at the same time: the answer waits for the slower of the two, not
@@ -304,7 +304,7 @@ class WebhookEdge:
                 return web.json_response({"status": "duplicate"})
         except RedisError as exc:
             log.warning("genesys dedupe unavailable (redis: %s); downstream dedupes message %s", exc, message_id)
-        headers = {"source": "genesys", "tenant_id": tenant.id, "received_at": time.time()}
+        headers = {"source": "genesys", "tenant_id": tenant.id, "received_at": epoch_header(time.time())}
         try:
             await self._d.publisher.publish(self._settings.queue(GENESYS_OUTBOUND_EVENTS), body, headers)
         except TransientError as exc:
