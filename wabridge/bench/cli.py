@@ -10,10 +10,13 @@ import aiohttp
 import click
 import orjson
 
+from wabridge.bench.edge_load import run_edge_bench
 from wabridge.bench.plan import LoadShape
 from wabridge.bench.report import (
     Progress,
+    edge_json,
     find_max_json,
+    render_edge,
     render_find_max,
     render_result,
     render_state,
@@ -31,10 +34,13 @@ from wabridge.settings import Settings
 @click.command()
 @click.option(
     "--mode",
-    type=click.Choice(["webhooks", "state"]),
+    type=click.Choice(["webhooks", "edge", "state"]),
     default="webhooks",
     show_default=True,
-    help="webhooks: signed Meta webhooks through the edge to Genesys; state: GET /state/mapping/… on the worker",
+    help=(
+        "webhooks: signed Meta webhooks through the edge to Genesys; edge: the same webhooks into the edge alone"
+        " (`wabridge run --only webhook`), checked in the inbound queue; state: GET /state/mapping/… on the worker"
+    ),
 )
 @click.option(
     "--rate",
@@ -180,8 +186,8 @@ def bench(
     simulator: ack and end-to-end latency, throughput, lost, duplicated and out-of-order messages,
     and each process's CPU and peak memory. Run it from the directory `wabridge run` runs in.
     """
-    if find_max_mode and mode == "state":
-        raise click.BadParameter("--find-max searches the webhook rate; it does not apply to --mode state")
+    if find_max_mode and mode != "webhooks":
+        raise click.BadParameter(f"--find-max searches the pipeline's rate; it does not apply to --mode {mode}")
     settings = Settings()
     tenant_count = len(tenant_ids) or tenants
     try:
@@ -217,6 +223,19 @@ def bench(
                 )
             )
             click.echo(orjson.dumps(state_json(state)).decode() if as_json else render_state(state))
+        elif mode == "edge":
+            edge = asyncio.run(
+                run_edge_bench(
+                    settings,
+                    shape,
+                    progress,
+                    run_id=options.run_id,
+                    tenant_ids=tenant_ids,
+                    max_in_flight=max_in_flight,
+                    timeout_s=timeout,
+                )
+            )
+            click.echo(orjson.dumps(edge_json(edge)).decode() if as_json else render_edge(edge))
         elif find_max_mode:
 
             def announce(step: FindMaxStep) -> None:

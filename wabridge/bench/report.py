@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from wabridge.bench.edge_load import EdgeResult
     from wabridge.bench.latency import LatencySummary
     from wabridge.bench.processes import ProcessUsage
     from wabridge.bench.run import BenchResult, FindMaxResult, FindMaxStep
@@ -137,6 +138,39 @@ def state_json(result: StateResult) -> dict[str, Any]:
     }
 
 
+def edge_json(result: EdgeResult) -> dict[str, Any]:
+    shape, counts = result.shape, result.accounting
+    return {
+        "mode": "edge",
+        "run_id": result.run_id,
+        "rate": shape.rate,
+        "duration_s": shape.duration_s,
+        "customers": shape.customers,
+        "tenants": list(result.tenants),
+        "batch_size": shape.batch_size,
+        "duplicate_share": shape.duplicate_share,
+        "sent": counts.sent,
+        "posts": result.posts,
+        "duplicate_posts": result.duplicate_posts,
+        "accepted": counts.accepted,
+        "edge_statuses": result.statuses,
+        "accepted_posts": result.accepted_posts,
+        "queued_posts": result.queued_posts,
+        "queued": counts.arrived,
+        "lost": counts.lost,
+        "lost_examples": list(counts.lost_examples),
+        "duplicates": counts.duplicates,
+        "out_of_order": counts.out_of_order,
+        "out_of_order_examples": list(counts.out_of_order_examples),
+        "misrouted": counts.misrouted,
+        **_latency("ack", result.ack),
+        "throughput_msgs_s": round(counts.throughput_msgs_s, 2),
+        "late_sends": result.pacing.late,
+        "max_lag_ms": round(result.pacing.max_lag_ms, 3),
+        "processes": _processes(result.processes),
+    }
+
+
 def _rows(rows: list[tuple[str, str]]) -> list[str]:
     width = max(len(label) for label, _ in rows)
     return [f"  {label:<{width}}  {value}" for label, value in rows]
@@ -231,5 +265,31 @@ def render_state(result: StateResult) -> str:
         ("latency ms", _latency_cell(result.latency)),
         ("throughput", f"{result.throughput_req_s:.1f} req/s answered 200 ({result.rate:g} offered)"),
         ("generator lag", f"{result.pacing.late} late sends (max {result.pacing.max_lag_ms:.1f} ms)"),
+    ]
+    return "\n".join([header, *_rows(rows), *_process_table(result.processes)])
+
+
+def render_edge(result: EdgeResult) -> str:
+    shape, counts = result.shape, result.accounting
+    header = (
+        f"wabridge bench --mode edge · run {result.run_id} · {shape.rate:g} msg/s for {shape.duration_s:g} s · "
+        f"{shape.customers} customers · tenants {', '.join(result.tenants)} · batch {shape.batch_size} · "
+        f"duplicate deliveries {shape.duplicate_share:.0%}"
+    )
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(result.statuses.items()))
+    rows = [
+        ("messages sent", f"{counts.sent} in {result.posts} webhooks (+{result.duplicate_posts} duplicate deliveries)"),
+        ("edge answers", statuses or "none"),
+        ("accepted (acked to Meta)", f"{counts.accepted} messages in {result.accepted_posts} webhooks"),
+        ("in the inbound queue", f"{counts.arrived} messages in {result.queued_posts} webhooks"),
+        ("lost", str(counts.lost) + (f"  e.g. {', '.join(counts.lost_examples)}" if counts.lost else "")),
+        ("queued twice", f"{counts.duplicates} (Meta's duplicate deliveries; the pipeline drops them on wamid)"),
+        ("out of order", str(counts.out_of_order)),
+        ("ack latency ms", _latency_cell(result.ack)),
+        ("throughput", f"{counts.throughput_msgs_s:.1f} msg/s taken in by the edge ({shape.rate:g} offered)"),
+        (
+            "generator lag",
+            f"{result.pacing.late} late sends (max {result.pacing.max_lag_ms:.1f} ms)",
+        ),
     ]
     return "\n".join([header, *_rows(rows), *_process_table(result.processes)])

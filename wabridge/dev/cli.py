@@ -10,7 +10,7 @@ import click
 import orjson
 
 from wabridge.dev import stack
-from wabridge.dev.processes import run_foreground
+from wabridge.dev.processes import available_processes, run_foreground
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 
@@ -79,10 +79,17 @@ def provision() -> None:
 
 
 @click.command()
-def run() -> None:
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice(list(available_processes())),
+    help="Run only this process (repeatable), e.g. `--only webhook` for `wabridge bench --mode edge`",
+)
+def run(only: tuple[str, ...]) -> None:
     """Bring the embedded stack up and run the bridge's processes in the foreground (Ctrl-C stops)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings_after_env()
     _up(settings)
     click.echo("embedded stack is up; starting the bridge's processes (Ctrl-C stops them)")
-    sys.exit(run_foreground(settings))
+    sys.exit(run_foreground(settings, list(only) or None))
