@@ -23,6 +23,7 @@ import pytest
 
 from tests.integration.run_support import IsolatedRun, clean_up, isolated_run
 from wabridge.connectors import rabbitmq
+from wabridge.schemas.meta import message_ids
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
 
 BENCH = [sys.executable, "-m", "wabridge", "bench", "--mode", "edge"]
@@ -134,8 +135,7 @@ async def _take_from_queue(own: IsolatedRun, *, count: int) -> list[str]:
         queue = await channel.get_queue(own.settings.queue(INBOUND_WHATSAPP_MESSAGES))
         async with queue.iterator() as messages:
             async for message in messages:
-                payload = orjson.loads(message.body)
-                taken += [m["id"] for e in payload["entry"] for c in e["changes"] for m in c["value"]["messages"]]
+                taken += message_ids(message.body)
                 await message.ack()
                 if len(taken) >= count:
                     break

@@ -32,7 +32,7 @@ from wabridge.connectors import rabbitmq
 from wabridge.settings import Settings
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
 
-# Reading the queue back: a message not arriving within this long means the queue is drained.
+# Reading the queue back: no message for this long means the queue is drained.
 READ_IDLE_S = 2.0
 
 
@@ -166,22 +166,19 @@ async def _read_back(queue: AbstractQueue, prefix: str, progress: Progress, expe
     """Consume (and ack) the queue until it stays empty; the run's messages in queue order."""
     arrivals: list[Arrival] = []
     posts = 0
-    async with queue.iterator() as messages:
-        while True:
-            try:
-                message = await asyncio.wait_for(messages.__anext__(), READ_IDLE_S)
-            except (TimeoutError, StopAsyncIteration):
-                break
-            posts += 1
-            received_at = float(str((message.headers or {}).get("received_at", 0.0)))
-            arrivals += [
-                Arrival(message_id=wamid, from_id=from_id, arrived_at=received_at)
-                for wamid, from_id in _messages_of(message.body)
-                if wamid.startswith(prefix)
-            ]
-            await message.ack()
-            if posts % 500 == 0:
-                progress.show("reading the queue", posts / max(1, expected), f"{posts} webhooks queued")
+    with contextlib.suppress(TimeoutError):
+        async with queue.iterator(timeout=READ_IDLE_S) as messages:
+            async for message in messages:
+                posts += 1
+                received_at = float(str((message.headers or {}).get("received_at", 0.0)))
+                arrivals += [
+                    Arrival(message_id=wamid, from_id=from_id, arrived_at=received_at)
+                    for wamid, from_id in _messages_of(message.body)
+                    if wamid.startswith(prefix)
+                ]
+                await message.ack()
+                if posts % 500 == 0:
+                    progress.show("reading the queue", posts / max(1, expected), f"{posts} webhooks queued")
     return posts, arrivals
 
 
