@@ -22,6 +22,19 @@ class TransientError(WabridgeError):
         self.retry_after = retry_after
 
 
+class TenantHeld(TransientError):
+    """What an operator must fix for one tenant (credentials refused, tenant disabled, not configured).
+
+    Not a failure of the message: the tenant's work waits, probed now and then, and flows once it
+    is fixed; other tenants are not held up. ``reason`` is a fixed label for logs and metrics.
+    """
+
+    def __init__(self, message: str, *, tenant_id: str, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.tenant_id = tenant_id
+        self.reason = reason
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """An HTTP ``Retry-After`` value as seconds from now: a number, or an HTTP date; None if neither."""
     if not value:

@@ -35,7 +35,7 @@ from wabridge.connectors.genesys import (
     cache_ttl_ms,
 )
 from wabridge.connectors.tenant_directory import TenantDirectory
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import PermanentError, TenantHeld, TransientError
 from wabridge.schemas.records import InboundMessage
 from wabridge.settings import Settings
 from wabridge.simulators import GenesysSimulator
@@ -167,7 +167,7 @@ async def test_tokens_are_per_tenant(
     assert (logins(genesys_sim, GENESYS_CLIENT_A), logins(genesys_sim, GENESYS_CLIENT_B)) == (1, 1)
 
 
-async def test_wrong_client_secret_is_a_permanent_auth_failure(
+async def test_wrong_client_secret_holds_the_tenant(
     genesys_sim: GenesysSimulator, genesys_auth: GenesysAuth, genesys_client: GenesysClient
 ) -> None:
     tenant = genesys_tenant(
@@ -177,12 +177,13 @@ async def test_wrong_client_secret_is_a_permanent_auth_failure(
         integration_id=GENESYS_INTEGRATION_A,
         api_url=genesys_sim.url,
     )
-    with pytest.raises(PermanentError) as refused:
+    with pytest.raises(TenantHeld) as refused:
         await genesys_auth.token(tenant)
     assert refused.value.reason == "genesys_auth_failed"
+    assert refused.value.tenant_id == "acme"
     assert "not-the-secret" not in str(refused.value)
 
-    with pytest.raises(PermanentError) as send_refused:
+    with pytest.raises(TenantHeld) as send_refused:
         await genesys_client.send_inbound_message(tenant, message_body(tenant.id, "wamid.1"))
     assert send_refused.value.reason == "genesys_auth_failed"
     assert genesys_sim.accepted() == []
@@ -325,7 +326,7 @@ async def test_a_second_401_after_a_refresh_is_permanent(
             api_url=genesys_sim.url,
             login_url=other_region.url,
         )
-        with pytest.raises(PermanentError) as refused:
+        with pytest.raises(TenantHeld) as refused:
             await genesys_client.send_inbound_message(tenant, message_body(tenant.id, "wamid.1"))
         assert refused.value.reason == "genesys_unauthorized"
         assert logins(other_region, GENESYS_CLIENT_A) == 2

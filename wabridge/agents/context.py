@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -19,16 +20,21 @@ import redis.asyncio as aioredis
 from faust.types import EventT
 from prometheus_client import Counter
 
+from wabridge.agents.holds import TenantHolds
 from wabridge.connectors import postgres
 from wabridge.connectors.genesys import backoff_delays
 from wabridge.connectors.tenant_directory import TenantDirectory
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import PermanentError, TenantHeld, TransientError
+from wabridge.failures import classify, describe
 from wabridge.masking import mask_key
+from wabridge.schemas.status import MessageStatus
 from wabridge.settings import Settings
 from wabridge.streams.app import stage_topic
+from wabridge.streams.lanes import Handler
 from wabridge.streams.topics import ERROR_EVENTS
 from wabridge.tables.conversations import MappingCache
 from wabridge.tables.mirror import ActivityCoalescer, GroupCommitSink
+from wabridge.tables.tracking import TRACK, Tracked
 from wabridge.tenants import SecretBox, Tenant, TenantStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,42 @@ _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class RecordIdentity:
+    """Who a stage record is about, read leniently from its bytes: for error lines and tracking."""
+
+    tenant_id: str | None = None
+    message_id: str | None = None
+    customer_id: str | None = None
+    # A customer's message (not a status or a business error): tracked ``failed`` when it fails.
+    inbound_message: bool = False
+
+
+def identify_record(raw: bytes) -> RecordIdentity:
+    """Tenant, message and customer of any stage record (``WebhookEvent``, ``InboundMessage``,
+    ``ReadyMessage``, …), or as much of them as the bytes hold; never raises."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return RecordIdentity()
+    if not isinstance(value, dict):
+        return RecordIdentity()
+    inner = value.get("message")
+    if isinstance(inner, dict) and "wamid" in inner:  # ReadyMessage, MediaPending
+        value = inner
+    tenant = _text(value.get("tenant_id"))
+    customer = _text(value.get("customer_id"))
+    if "wamid" in value:  # InboundMessage or StatusUpdate
+        return RecordIdentity(tenant, _text(value.get("wamid")), customer, inbound_message="status" not in value)
+    event = value.get("event")  # WebhookEvent: Meta's own object
+    message_id = _text(event.get("id")) if isinstance(event, dict) else None
+    return RecordIdentity(tenant, message_id, customer, inbound_message=value.get("kind") == "message")
+
+
+def _text(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
 class StageContext:
     """One per worker process; the agents' handlers use it for every side effect."""
 
@@ -61,6 +103,7 @@ class StageContext:
         self.activity = ActivityCoalescer(self.pool)
         self.box = SecretBox.from_settings(settings)
         self._directory: TenantDirectory | None = None
+        self.holds = TenantHolds()
 
     async def directory(self) -> TenantDirectory:
         """Tenants by id (with their decrypted credentials), cached in-process for a few seconds."""
@@ -71,7 +114,8 @@ class StageContext:
         return self._directory
 
     async def tenant(self, tenant_id: str) -> Tenant:
-        """The active tenant ``tenant_id``; ``PermanentError`` when unknown or disabled."""
+        """The active tenant ``tenant_id``; ``PermanentError`` when unknown. A disabled tenant is held
+        (its messages wait here) until it is enabled again."""
 
         async def lookup() -> Tenant | None:
             try:
@@ -79,11 +123,21 @@ class StageContext:
             except (OSError, asyncpg.PostgresError) as exc:
                 raise TransientError(f"tenant lookup failed: {exc}", retry_after=1.0) from exc
 
-        tenant = await self.retrying("tenant_lookup", lookup)
+        async def active() -> Tenant | None:
+            tenant = await lookup()
+            if tenant is not None and not tenant.active:
+                raise TenantHeld(
+                    f"tenant {tenant_id!r} is disabled (wabridge tenants enable)",
+                    tenant_id=tenant_id,
+                    reason="tenant_disabled",
+                )
+            return tenant
+
+        # Not gated on the tenant's hold: a lookup that succeeds says nothing of Genesys credentials.
+        # The deliver stage's next POST for the tenant takes it off hold.
+        tenant = await self.retrying("tenant_lookup", active)
         if tenant is None:
             raise PermanentError(f"no tenant {tenant_id!r}", reason="unknown_tenant")
-        if not tenant.active:
-            raise PermanentError(f"tenant {tenant_id!r} is disabled", reason="tenant_disabled")
         return tenant
 
     async def pool(self) -> asyncpg.Pool:
@@ -109,17 +163,96 @@ class StageContext:
             await self._pool.close()
         await self.redis.aclose()
 
-    async def retrying(self, stage: str, action: Callable[[], Awaitable[T]]) -> T:
-        """Run ``action`` until it does not raise ``TransientError`` (PermanentError passes through)."""
+    async def retrying(self, stage: str, action: Callable[[], Awaitable[T]], *, tenant_id: str | None = None) -> T:
+        """Run ``action`` until it does not raise ``TransientError`` (PermanentError passes through).
+
+        ``TenantHeld`` puts its tenant on hold (``agents.holds``) and waits its turn instead of
+        backing off alone; with ``tenant_id``, the action also waits while that tenant is held and
+        its success takes the tenant off hold.
+        """
         delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
         while True:
+            if tenant_id is not None:
+                await self.holds.wait_turn(tenant_id)
             try:
-                return await action()
+                result = await action()
+            except TenantHeld as exc:
+                RETRIES.labels(stage).inc()
+                self.holds.hold(exc)
+                if tenant_id is None:
+                    await self.holds.wait_turn(exc.tenant_id)
+                continue
             except TransientError as exc:
                 RETRIES.labels(stage).inc()
                 wait = max(next(delays), exc.retry_after or 0.0)
                 log.warning("%s: transient failure, retrying in %.1f s: %s", stage, wait, exc)
                 await asyncio.sleep(wait)
+                continue
+            if tenant_id is not None:
+                self.holds.release(tenant_id)
+            return result
+
+    def guarded(self, stage: str, handler: Handler) -> Handler:
+        """``handler`` such that nothing it raises stops the stream (ARCHITECTURE.md, invariant 6).
+
+        Whatever escapes the stage's own handling is classified once (``failures.classify``): a
+        transient failure runs the handler again after a backoff (handlers are idempotent, and the
+        key's later events wait in its lane); anything else routes the record to ``error-events``
+        with the stage, reason, position and original bytes, tracks a customer's message as
+        ``failed``, and the key's next event goes on. Only cancellation passes through.
+        """
+
+        async def guarded_handler(event: EventT) -> None:
+            delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
+            while True:
+                try:
+                    await handler(event)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    decided = classify(exc)
+                    if isinstance(decided, TransientError):
+                        RETRIES.labels(stage).inc()
+                        wait = max(next(delays), decided.retry_after or 0.0)
+                        message = event.message
+                        log.warning(
+                            "%s: %s[%d]@%d transient failure, running it again in %.1f s: %s",
+                            stage, message.topic, message.partition, message.offset, wait, decided,
+                        )  # fmt: skip
+                        await asyncio.sleep(wait)
+                        continue
+                    if decided is not exc:
+                        log.debug("%s: unprocessable record", stage, exc_info=exc)
+                    await self.fail_record(stage, event, decided)
+                    return
+
+        return guarded_handler
+
+    async def fail_record(self, stage: str, event: EventT, error: PermanentError) -> None:
+        """The permanent outcome of a record: ``error-events``, and ``failed`` if it is a customer's message."""
+        raw = event.value if isinstance(event.value, bytes) else b""
+        who = identify_record(raw)
+        if who.inbound_message and who.tenant_id and who.message_id:
+            reason = orjson.dumps({"reason": error.reason, "stage": stage, "message": str(error)[:1000]}).decode()
+            tracked = Tracked(
+                tenant_id=who.tenant_id,
+                direction="inbound",
+                message_id=who.message_id,
+                status=MessageStatus.FAILED,
+                customer_id=who.customer_id,
+                meta_message_id=who.message_id,
+                error=reason,
+            )
+
+            async def track() -> None:
+                await (await self.sink()).write(TRACK, tracked)
+
+            try:
+                await self.retrying(stage, track)
+            except PermanentError as exc:  # the row itself is refused: the error record still says why
+                log.error("%s: could not track %s as failed: %s", stage, who.message_id, exc)
+        await self.route_error(stage, event, error, tenant_id=who.tenant_id, message_id=who.message_id)
 
     async def route_error(
         self,
@@ -137,7 +270,7 @@ class StageContext:
         record = {
             "stage": stage,
             "reason": error.reason,
-            "error": str(error),
+            "error": str(error)[:2000],
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
@@ -161,13 +294,17 @@ class StageContext:
             error.reason,
             error,
         )
-        await self.retrying(stage, lambda: self._send_error(key, orjson.dumps(record)))
+        try:
+            encoded = orjson.dumps(record)
+        except TypeError:  # nested beyond what orjson writes: keep the original bytes as text
+            encoded = orjson.dumps({**record, "value": value.decode("utf-8", errors="replace")})
+        await self.retrying(stage, lambda: self._send_error(key, encoded))
 
     async def _send_error(self, key: str | None, value: bytes) -> None:
         try:
             await (await self.error_topic.send(key=key or "_unkeyed", value=value))
         except Exception as exc:
-            raise TransientError(f"could not produce to {ERROR_EVENTS}: {exc}") from exc
+            raise TransientError(f"could not produce to {ERROR_EVENTS}: {describe(exc)}") from exc
 
 
 def _embeddable(value: bytes) -> Any:
@@ -178,8 +315,12 @@ def _embeddable(value: bytes) -> Any:
 
 
 async def send_and_wait(topic: faust.TopicT, key: str, value: bytes) -> None:
-    """Produce and wait for the broker's ack (acks=all): the event's effect is only done then."""
+    """Produce and wait for the broker's ack (acks=all): the event's effect is only done then.
+
+    Raises ``TransientError`` while the cluster cannot take the record, ``PermanentError`` when
+    the record itself is refused (over the broker's size limit): resending it cannot succeed.
+    """
     try:
         await (await topic.send(key=key, value=value))
     except Exception as exc:
-        raise TransientError(f"could not produce to {topic.get_topic_name()}: {exc}") from exc
+        raise classify(exc) from exc

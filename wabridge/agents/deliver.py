@@ -150,7 +150,12 @@ class Deliverer:
                 tenant.id,
                 post_id,
             )
-        result = await self.ctx.retrying(STAGE, lambda: self.post(tenant, endpoint, body))
+
+        async def attempt() -> DeliveryResult:
+            # The tenant is read again on every attempt: an operator's fix (new credentials) is seen.
+            return await self.post(await self.ctx.tenant(tenant.id), endpoint, body)
+
+        result = await self.ctx.retrying(STAGE, attempt, tenant_id=tenant.id)
         DELIVERED.labels(tenant.id, "delivered").inc()
         END_TO_END.observe(max(0.0, time.time() - message.received_at))
         if result.genesys_message_id is not None:
@@ -207,7 +212,11 @@ def register_deliver(app: faust.App, ctx: StageContext, client: GenesysClient, c
 
     async def deliver_to_genesys(stream: faust.StreamT) -> None:
         await run_in_lanes(
-            stream, deliverer.handle, max_pending=MAX_PENDING, max_concurrency=MAX_CONCURRENCY, batch_size=500
+            stream,
+            ctx.guarded(STAGE, deliverer.handle),
+            max_pending=MAX_PENDING,
+            max_concurrency=MAX_CONCURRENCY,
+            batch_size=500,
         )
 
     app.agent(source, name=f"{__name__}.deliver_to_genesys", concurrency=1)(deliver_to_genesys)

@@ -115,7 +115,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> faust.Table:
         seen[key] = [*already[-(SEEN_PER_CUSTOMER - 1) :], record_id]
 
     async def genesys_events(stream: faust.StreamT) -> None:
-        await run_in_lanes(stream, handle, batch_size=500)
+        await run_in_lanes(stream, ctx.guarded(STAGE, handle), batch_size=500)
 
     app.agent(source, name=f"{__name__}.genesys_events", concurrency=1)(genesys_events)
     return seen

@@ -72,7 +72,7 @@ def register_media(app: faust.App, ctx: StageContext) -> MediaStage:
 
     async def fetch_media(stream: faust.StreamT) -> None:
         # Downloads take a while: many customers' media in flight at once, each customer in order.
-        await run_in_lanes(stream, stage.handle, max_concurrency=256, batch_size=500)
+        await run_in_lanes(stream, ctx.guarded(STAGE, stage.handle), max_concurrency=256, batch_size=500)
 
     app.agent(source, name=f"{__name__}.fetch_media", concurrency=1)(fetch_media)
     return stage

@@ -47,20 +47,6 @@ def dedupe_id(record: InboundMessage | StatusUpdate | BusinessError, event: Webh
     return f"error:{event.event_id}"
 
 
-def _identify(raw: bytes) -> tuple[str | None, str | None]:
-    """Tenant and message id of a record that did not load, for the error line (best effort)."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(value, dict):
-        return None, None
-    inner = value.get("event")
-    message_id = inner.get("id") if isinstance(inner, dict) else None
-    tenant = value.get("tenant_id")
-    return (str(tenant) if tenant else None), (str(message_id) if message_id else None)
-
-
 def register_normalize(app: faust.App, ctx: StageContext) -> faust.Table:
     """Add the normalize agent and its dedupe table to ``app``; returns the table."""
     settings = ctx.settings
@@ -78,13 +64,11 @@ def register_normalize(app: faust.App, ctx: StageContext) -> faust.Table:
                 raise PermanentError(f"record key {webhook_event.key!r} is not its Kafka key", reason="key_mismatch")
             record = normalize(webhook_event)
         except (ValidationError, orjson.JSONDecodeError) as exc:
-            tenant, message_id = _identify(raw)
             error = PermanentError(f"not a WebhookEvent record: {exc}".splitlines()[0], reason="invalid_record")
-            await ctx.route_error(STAGE, event, error, tenant_id=tenant, message_id=message_id)
+            await ctx.fail_record(STAGE, event, error)
             return
         except PermanentError as exc:
-            tenant, message_id = _identify(raw)
-            await ctx.route_error(STAGE, event, exc, tenant_id=tenant, message_id=message_id)
+            await ctx.fail_record(STAGE, event, exc)
             return
         key: str = event.key
         record_id = dedupe_id(record, webhook_event)
@@ -98,7 +82,7 @@ def register_normalize(app: faust.App, ctx: StageContext) -> faust.Table:
         NORMALIZED.labels(webhook_event.kind.value).inc()
 
     async def normalize_agent(stream: faust.StreamT) -> None:
-        await run_in_lanes(stream, handle, batch_size=500)
+        await run_in_lanes(stream, ctx.guarded(STAGE, handle), batch_size=500)
 
     app.agent(source, name=f"{__name__}.normalize", concurrency=1)(normalize_agent)
     return seen

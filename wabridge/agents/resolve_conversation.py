@@ -288,7 +288,7 @@ def register_resolve_conversation(app: faust.App, ctx: StageContext) -> faust.Ta
     resolver = ConversationResolver(ctx, table, source, resolved)
 
     async def resolve_conversation(stream: faust.StreamT) -> None:
-        await run_in_lanes(stream, resolver.handle, batch_size=500)
+        await run_in_lanes(stream, ctx.guarded(STAGE, resolver.handle), batch_size=500)
 
     app.agent(source, name=f"{__name__}.resolve_conversation", concurrency=1)(resolve_conversation)
     return table

@@ -13,7 +13,8 @@ logs in on its own.
 decides once what each answer means (STYLE.md §5):
 
 * 2xx: a ``DeliveryResult`` with Genesys's message id (and conversation id for messages);
-* 401: refresh the token once and retry once; a second 401 is ``PermanentError("genesys_unauthorized")``;
+* 401: refresh the token once and retry once; a second 401 is ``TenantHeld("genesys_unauthorized")``:
+  the tenant's messages wait for an operator (so does a login Genesys refuses, ``genesys_auth_failed``);
 * 429: ``TransientError(retry_after=Retry-After)``, and the tenant's later requests in this
   process wait until then (other tenants go on);
 * 408, 5xx, timeouts, connection errors: ``TransientError`` (retry with ``backoff_delays``);
@@ -44,7 +45,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
-from wabridge.errors import PermanentError, TransientError, retry_after_seconds
+from wabridge.errors import PermanentError, TenantHeld, TransientError, retry_after_seconds
 from wabridge.settings import Settings
 from wabridge.tenants import Tenant
 
@@ -326,7 +327,9 @@ class GenesysAuth:
     async def _login(self, tenant: Tenant) -> tuple[AccessToken, float]:
         config = tenant.config
         if not config.genesys_client_id:
-            raise PermanentError(f"tenant {tenant.id} has no Genesys OAuth client", reason="genesys_not_configured")
+            raise TenantHeld(
+                f"tenant {tenant.id} has no Genesys OAuth client", tenant_id=tenant.id, reason="genesys_not_configured"
+            )
         if self._http is None:
             self._http = genesys_session()
         secret = tenant.secrets.genesys_client_secret.get_secret_value()
@@ -363,9 +366,10 @@ class GenesysAuth:
                 f"tenant {tenant.id}: Genesys login answered {status}", retry_after=_retry_after(headers, raw)
             )
         TOKEN_REFRESHES.labels(tenant.id, "rejected").inc()
-        raise PermanentError(
+        raise TenantHeld(
             f"tenant {tenant.id}: Genesys login refused client {config.genesys_client_id}: "
-            f"{status} {_login_error(raw)}",
+            f"{status} {_login_error(raw)}; fix the tenant's OAuth client (wabridge tenants update)",
+            tenant_id=tenant.id,
             reason="genesys_auth_failed",
         )
 
@@ -419,8 +423,10 @@ class GenesysClient:
     ) -> DeliveryResult:
         integration_id = tenant.config.genesys_integration_id
         if not integration_id:
-            raise PermanentError(
-                f"tenant {tenant.id} has no Open Messaging integration", reason="genesys_not_configured"
+            raise TenantHeld(
+                f"tenant {tenant.id} has no Open Messaging integration",
+                tenant_id=tenant.id,
+                reason="genesys_not_configured",
             )
         path = INBOUND_PATH.format(integration_id=quote(integration_id, safe=""), endpoint=endpoint)
         url = f"{tenant.config.genesys_api_base.rstrip('/')}{path}"
@@ -436,8 +442,10 @@ class GenesysClient:
                 status, headers, raw = await self._request(call, token)
                 if status == 401:
                     REQUESTS.labels(tenant.id, endpoint, "unauthorized").inc()
-                    raise PermanentError(
-                        f"tenant {tenant.id}: Genesys refused a freshly issued token ({_genesys_error(raw)})",
+                    raise TenantHeld(
+                        f"tenant {tenant.id}: Genesys refused a freshly issued token ({_genesys_error(raw)}); "
+                        "check the OAuth client's roles and the integration",
+                        tenant_id=tenant.id,
                         reason="genesys_unauthorized",
                     )
         return self._outcome(call, status, headers, raw)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from wabridge.errors import ConfigurationError
+from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.settings import Settings
 from wabridge.streams.topics import stage_topic_names
 
@@ -16,6 +17,28 @@ log = logging.getLogger(__name__)
 
 # CreateTopics error code for "already exists"; Tansu answers with it in the response body.
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+
+# The record itself is refused: sending it again can never succeed. Everything else a producer
+# raises (no leader, timeouts, a broker unreachable, authorization) is the cluster's state, which an
+# outage's end or an operator fixes: retried. aiokafka's own ``retriable`` flag is not enough on its
+# own: ``KafkaTimeoutError`` (no room in the buffer, no leader in time) says False, yet passes.
+_RECORD_REFUSED: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidMessageError,
+    kafka_errors.InvalidTimestampError,
+)
+
+
+def classify(exc: BaseException) -> TransientError | PermanentError | None:
+    """The retry decision for a Kafka producer failure (STYLE.md §5); None when not a Kafka error."""
+    if isinstance(exc, _RECORD_REFUSED):
+        return PermanentError(f"kafka refused the record: {type(exc).__name__}: {exc}", reason="record_refused")
+    if isinstance(exc, kafka_errors.KafkaError):
+        return TransientError(f"kafka unavailable: {type(exc).__name__}: {exc}", retry_after=1.0)
+    return None
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:

@@ -13,12 +13,48 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from wabridge.errors import PermanentError, TransientError
 from wabridge.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Serialises concurrent `migrate` runs (two processes starting at once) on one database.
 _MIGRATION_LOCK_ID = 0x77616272  # "wabr"
+
+
+# The statement or its arguments are wrong: the same write can never succeed. ``asyncpg.DataError`` is
+# the server's class 22 (and the client's own "invalid input for query argument", e.g. an integer
+# out of int64 range); the others are constraint violations and statements the server refuses.
+_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.SyntaxOrAccessError,
+)
+# Reaching the server, or the server's own state (restart, failover, too many connections,
+# serialization failures, lock timeouts): the same write may succeed later.
+_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.PostgresError,
+)
+
+
+def classify(exc: BaseException) -> TransientError | PermanentError | None:
+    """The retry decision for a PostgreSQL failure (STYLE.md §5), made once, here.
+
+    None when ``exc`` is not a PostgreSQL or connection failure (``errors.classify`` decides then).
+    Encoding errors of the arguments (``ValueError``, ``OverflowError``) are not in this mapping:
+    they are the data's fault wherever they arise, and ``errors.classify`` makes them permanent.
+    """
+    if isinstance(exc, _PERMANENT_ERRORS):
+        return PermanentError(f"postgres rejected the write: {exc}", reason="postgres_rejected")
+    if isinstance(exc, _TRANSIENT_ERRORS):
+        return TransientError(f"postgres unavailable: {type(exc).__name__}: {exc}", retry_after=0.5)
+    return None
 
 
 @dataclass(frozen=True)

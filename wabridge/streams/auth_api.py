@@ -24,7 +24,7 @@ from faust.web import Request, Response, View
 from redis.exceptions import RedisError
 
 from wabridge.connectors.genesys import GenesysAuth
-from wabridge.errors import ConfigurationError, PermanentError, TransientError
+from wabridge.errors import ConfigurationError, PermanentError, TenantHeld, TransientError
 from wabridge.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def register_auth_api(app: faust.App, auth: GenesysAuth, directory: Callable[[],
                 return self.error(403, f"tenant {tenant_id!r} is disabled")
             try:
                 token = await auth.access_token(tenant)
-            except PermanentError as exc:
+            except (PermanentError, TenantHeld) as exc:
                 return self.json({"error": f"Genesys login failed: {exc}", "reason": exc.reason}, status=502)
             except TransientError as exc:
                 headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None

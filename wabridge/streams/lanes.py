@@ -23,7 +23,9 @@ partition: size it for the longest stall one key may cause (events are small).
 Handler contract. ``handler(event)`` returns when the event's effect is done, or when it has
 itself routed the event to ``ERROR_EVENTS`` (permanent failure); it retries transient failures
 itself (honouring ``TransientError.retry_after``). It must be idempotent: after a crash, events
-not yet committed run again. If it raises anyway, that is a bug: the event is not acked, nothing
+not yet committed run again. Stage handlers are wrapped in ``StageContext.guarded``, which
+classifies whatever escapes them, so a record can never reach the path below. If a handler
+raises anyway, that is a bug: the event is not acked, nothing
 after it in its partition is acked, no new events are taken, the other lanes get
 ``failure_grace_s`` to finish (their acks are committed), and :func:`run_in_lanes` raises
 :class:`LaneHandlerError`. ``create_app`` makes that crash the worker (``CrashingSupervisor``):

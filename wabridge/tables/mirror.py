@@ -24,7 +24,8 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import TransientError
+from wabridge.failures import classify
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,6 @@ Result = TypeVar("Result")
 
 # Runs a batch of one kind on a connection inside the sink's transaction; one result per item, in order.
 BatchWriter = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[Sequence[Any]]]
-
-# Errors of the data itself: retrying the same write cannot succeed.
-_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.SyntaxOrAccessError,
-)
-
-
-def classify(exc: BaseException) -> TransientError | PermanentError:
-    """The retry decision for a PostgreSQL failure (STYLE.md §5), made once, here."""
-    if isinstance(exc, _PERMANENT_ERRORS):
-        return PermanentError(f"postgres rejected the write: {exc}", reason="postgres_rejected")
-    return TransientError(f"postgres unavailable: {type(exc).__name__}: {exc}", retry_after=0.5)
 
 
 @dataclass(frozen=True, slots=True)

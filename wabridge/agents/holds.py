@@ -1,0 +1,86 @@
+"""Tenants on hold: what an operator must fix holds that tenant's work, not the worker's.
+
+A ``TenantHeld`` (Genesys refusing the tenant's OAuth client, a disabled tenant, a missing
+integration) says nothing about the message: failing it would lose it for a reason the agent never
+caused. Instead the tenant is put on hold: its lanes wait (each customer's order is kept, other
+tenants' lanes go on), one of them tries again every ``probe_every_s``, the
+``wabridge_tenant_held`` gauge is 1 and one log line says what to fix. The first success clears
+the hold and every waiting lane goes on at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import Gauge
+
+from wabridge.errors import TenantHeld
+
+log = logging.getLogger(__name__)
+
+HELD = Gauge("wabridge_tenant_held", "1 while a tenant's messages wait for an operator to fix it", ["tenant", "reason"])
+
+# How often a held tenant's work is tried again: a fix is picked up within this, and Genesys sees
+# one refused login per tenant per period, however many customers wait.
+PROBE_EVERY_S = 5.0
+
+
+@dataclass
+class _Hold:
+    reason: str
+    since: float
+    cleared: asyncio.Event = field(default_factory=asyncio.Event)
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class TenantHolds:
+    """The held tenants of one worker."""
+
+    def __init__(self, probe_every_s: float = PROBE_EVERY_S) -> None:
+        self._probe_every_s = probe_every_s
+        self._held: dict[str, _Hold] = {}
+
+    def held(self) -> dict[str, str]:
+        """Tenant -> reason, for readiness and inspection."""
+        return {tenant: hold.reason for tenant, hold in self._held.items()}
+
+    def hold(self, error: TenantHeld) -> None:
+        current = self._held.get(error.tenant_id)
+        if current is not None and current.reason == error.reason:
+            return
+        if current is not None:
+            HELD.labels(error.tenant_id, current.reason).set(0)
+            current.reason = error.reason
+        else:
+            self._held[error.tenant_id] = _Hold(error.reason, time.monotonic())
+        HELD.labels(error.tenant_id, error.reason).set(1)
+        log.error(
+            "tenant %s is on hold (%s): its messages wait, retried every %.0f s, until this is fixed: %s",
+            error.tenant_id, error.reason, self._probe_every_s, error,
+        )  # fmt: skip
+
+    def release(self, tenant_id: str) -> None:
+        hold = self._held.pop(tenant_id, None)
+        if hold is None:
+            return
+        HELD.labels(tenant_id, hold.reason).set(0)
+        hold.cleared.set()
+        log.warning(
+            "tenant %s is off hold after %.0f s: its messages flow again", tenant_id, time.monotonic() - hold.since
+        )
+
+    async def wait_turn(self, tenant_id: str) -> None:
+        """Return at once for a tenant not held; else when the hold clears or it is this caller's
+        turn to try again (one caller per period)."""
+        hold = self._held.get(tenant_id)
+        if hold is None:
+            return
+        async with hold.probe:
+            if hold.cleared.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold.cleared.wait(), self._probe_every_s)
