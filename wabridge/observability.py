@@ -13,6 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
+class NotReady(Exception):
+    """Raised by a readiness check to say why it is not ready; ``/readyz`` reports the reason."""
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -30,7 +34,7 @@ def health_routes(checks: Mapping[str, ReadinessCheck], registry: CollectorRegis
         names = list(checks)
         results = await asyncio.gather(*(_guarded(checks[name]) for name in names))
         report = dict(zip(names, results, strict=True))
-        status = 200 if all(results) else 503
+        status = 200 if all(result is True for result in results) else 503
         return web.Response(
             status=status, body=orjson.dumps({"ready": status == 200, "dependencies": report}),
             content_type="application/json",
@@ -44,9 +48,12 @@ def health_routes(checks: Mapping[str, ReadinessCheck], registry: CollectorRegis
     return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
 
 
-async def _guarded(check: ReadinessCheck) -> bool:
+async def _guarded(check: ReadinessCheck) -> bool | str:
+    """True when ready; False, or the reason a check gave (``NotReady``), when not."""
     try:
         return await asyncio.wait_for(check(), 3.0)
+    except NotReady as exc:
+        return str(exc)
     except Exception:
         logging.getLogger(__name__).debug("readiness check failed", exc_info=True)
         return False

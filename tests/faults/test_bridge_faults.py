@@ -1,0 +1,203 @@
+"""The bridge against what stops consumers: poison webhooks, RabbitMQ dropping it, Kafka going away.
+
+Each fault is followed by other customers' messages, which must all reach Kafka once per delivery
+and in order per customer, with the bridge still consuming and ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections import defaultdict
+
+import orjson
+import pytest
+
+from tests.faults.conftest import OwnTansu
+from tests.integration.edge_fixtures import APP_SECRET, RunningEdge, drain, read_topic, webhook_body
+from wabridge.connectors import kafka
+from wabridge.connectors.bridge import CONSUMER_RESTARTS, Bridge
+from wabridge.observability import NotReady
+from wabridge.simulators.customer import InboundSpec, sign_webhook
+from wabridge.streams.topics import DEAD_LETTER_SUFFIX, INBOUND_WHATSAPP_MESSAGES, WA_INBOUND
+
+CUSTOMERS = [f"1650888{i:04d}" for i in range(6)]
+
+
+async def post(edge: RunningEdge, body: bytes) -> None:
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_webhook(APP_SECRET, body)}
+    async with edge.session.post(edge.url + "/webhook/meta", data=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
+
+
+async def post_round(edge: RunningEdge, round_: int) -> list[str]:
+    """One text message per customer; returns their wamids."""
+    wamids = []
+    for customer in CUSTOMERS:
+        wamid = f"wamid.{customer}.{round_}"
+        await post(edge, webhook_body(InboundSpec(kind="text", wa_id=customer, wamid=wamid, text=f"{round_}")))
+        wamids.append(wamid)
+    return wamids
+
+
+def with_message_field(body: bytes, name: str, value: object) -> bytes:
+    payload = orjson.loads(body)
+    payload["entry"][0]["changes"][0]["value"]["messages"][0][name] = value
+    return json.dumps(payload).encode()  # the standard library writes deeper than orjson, as Meta's peers may
+
+
+def nested(depth: int) -> object:
+    value: object = "bottom"
+    for _ in range(depth):
+        value = {"n": value}
+    return value
+
+
+def assert_in_order(records: list[object], expected: list[str]) -> None:
+    """Every expected wamid arrived, and each customer's first arrivals are in posting order."""
+    firsts: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for record in records:
+        event = orjson.loads(record.value)  # type: ignore[attr-defined]
+        wamid = event["event"]["id"]
+        if wamid in seen or not wamid.startswith("wamid.1650888"):
+            continue
+        seen.add(wamid)
+        firsts[event["customer_id"]].append(wamid)
+    assert seen == set(expected), f"missing: {sorted(set(expected) - seen)[:5]}"
+    for customer, wamids in firsts.items():
+        assert wamids == [w for w in expected if w.startswith(f"wamid.{customer}.")], customer
+
+
+async def ready_within(bridge: Bridge, seconds: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await bridge.readiness()
+        except NotReady:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def stop(bridge: Bridge, task: asyncio.Task[None]) -> None:
+    bridge.stop()
+    await asyncio.wait_for(task, 60)
+
+
+async def test_poison_webhooks_are_dead_lettered_with_reasons_and_the_flow_goes_on(edge: RunningEdge) -> None:
+    settings = edge.settings
+    expected = await post_round(edge, 0)
+    template = webhook_body(InboundSpec(kind="text", wa_id="16509990000", wamid="wamid.poison", text="x"))
+    # Valid JSON, validly signed, and each once stopped the consumer or would: deeper than a
+    # serialiser writes (orjson stops at 255), and one event over the broker's record size.
+    await post(edge, with_message_field(template, "unexpected", nested(400)))
+    expected += await post_round(edge, 1)
+    await post(edge, with_message_field(template, "text", {"body": "y" * 1_500_000}))
+    expected += await post_round(edge, 2)
+    # Shapes the splitter passes on (normalize judges them): wrong types and nulls are not the bridge's to refuse.
+    await post(edge, with_message_field(template, "from", {"an": ["object"]}))
+    await post(edge, with_message_field(template, "timestamp", None))
+    expected += await post_round(edge, 3)
+
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        records = await read_topic(settings, WA_INBOUND, len(expected) + 2)
+        dead = await drain(settings, settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX)
+        assert await bridge.readiness() is True
+        assert not task.done()
+    finally:
+        await stop(bridge, task)
+
+    assert_in_order(records, expected)
+    reasons = sorted(str(m.headers["x-wabridge-reason"]) for m in dead)
+    assert len(reasons) == 2, reasons
+    assert any("depth" in r or "Recursion" in r for r in reasons), reasons
+    assert any("MessageSizeTooLarge" in r for r in reasons), reasons
+    # The raw body is kept, byte for byte, for a redrive after a fix.
+    assert {len(m.body) > 1_500_000 for m in dead} == {True, False}
+
+
+def _rabbitmq_connections() -> list[tuple[str, str]]:
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [(line.split("\t", 1)[0], line) for line in listing.splitlines() if "\t" in line]
+
+
+def close_rabbitmq_connections(containing: str) -> int:
+    """Close, on the server's side, every connection whose client properties mention ``containing``."""
+    closed = 0
+    for pid, line in _rabbitmq_connections():
+        if containing in line:
+            subprocess.run(
+                ["rabbitmqctl", "-q", "close_connection", pid, "closed by the fault suite"], check=True, timeout=60
+            )
+            closed += 1
+    return closed
+
+
+@pytest.mark.slow
+async def test_rabbitmq_closing_the_bridges_connection_mid_stream_loses_nothing(edge: RunningEdge) -> None:
+    settings = edge.settings
+    expected = []
+    for round_ in range(15):
+        expected += await post_round(edge, round_)
+    queue = settings.queue(INBOUND_WHATSAPP_MESSAGES)
+    restarts_before = CONSUMER_RESTARTS.labels(INBOUND_WHATSAPP_MESSAGES)._value.get()
+
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await read_topic(settings, WA_INBOUND, 10)
+        assert await asyncio.to_thread(close_rabbitmq_connections, f"wabridge-bridge {queue}") == 1
+        for round_ in range(15, 20):
+            expected += await post_round(edge, round_)
+        records = await read_topic(settings, WA_INBOUND, len(expected))
+        assert await ready_within(bridge, 10)
+    finally:
+        await stop(bridge, task)
+
+    assert CONSUMER_RESTARTS.labels(INBOUND_WHATSAPP_MESSAGES)._value.get() == restarts_before + 1
+    assert_in_order(records, expected)
+    assert await drain(settings, queue + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
+
+
+@pytest.mark.slow
+async def test_kafka_down_longer_than_the_delivery_limit_allows_dead_letters_nothing(
+    edge: RunningEdge, own_tansu: OwnTansu
+) -> None:
+    # Each send fails after 1 s; a bridge that returned failed webhooks to RabbitMQ would have
+    # spent their delivery limit (5) many times over in the 12 s outage.
+    settings = edge.settings.model_copy(
+        update={"kafka_bootstrap": own_tansu.bootstrap, "kafka_request_timeout_ms": 1000}
+    )
+    await kafka.ensure_topics(settings)
+    edge.settings = settings
+    before = await post_round(edge, 0)
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await read_topic(settings, WA_INBOUND, len(before))
+        own_tansu.kill()
+        expected = []
+        for round_ in range(1, 8):
+            expected += await post_round(edge, round_)
+        await asyncio.sleep(12)
+        with pytest.raises(NotReady, match="kafka: holding"):
+            await bridge.readiness()
+        own_tansu.start()  # empty (memory storage): everything read below was produced after the outage
+        await kafka.ensure_topics(settings)
+        records = await read_topic(settings, WA_INBOUND, len(expected), timeout_s=90)
+        assert await ready_within(bridge, 30)
+    finally:
+        await stop(bridge, task)
+
+    assert_in_order(records, expected)
+    assert await drain(settings, settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
