@@ -8,7 +8,13 @@ S3 (best effort: durability comes from the queue) and publish, concurrently, 200
 Statuses Meta can get: 200 (queued, or quarantined), 401 (missing or wrong signature),
 403 (tenant disabled), 404 (no tenant owns the phone_number_id: Meta keeps retrying for 7 days,
 so onboarding the number in that time loses nothing), 413 (body over the cap),
-429 (tenant over its rate limit), 503 (RabbitMQ did not confirm: Meta retries).
+429 (tenant over its rate limit), 503 (RabbitMQ did not confirm, PostgreSQL unreachable, or the
+edge is saturated: Meta retries; ``Retry-After`` says when).
+
+Overload: :class:`Admission` bounds the webhooks worked on at once. A request that finds no room
+within ``webhook_admission_wait_s`` is answered 503 before its body is read, so a burst costs the
+edge neither memory nor time, and Meta hears "retry" in a fraction of a second rather than after
+its own timeout.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from miniopy_async import Minio
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
@@ -33,7 +40,8 @@ from redis.exceptions import RedisError
 from wabridge.connectors import postgres, s3
 from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
-from wabridge.errors import TransientError
+from wabridge.errors import PermanentError, TransientError
+from wabridge.failures import classify
 from wabridge.observability import health_routes
 from wabridge.schemas.meta import WebhookShapeError, archive_message_id, message_ids, parse_webhook, phone_number_ids
 from wabridge.settings import Settings
@@ -53,6 +61,7 @@ LATENCY = Histogram(
 )
 ARCHIVE_FAILURES = Counter("wabridge_webhook_archive_failures_total", "Raw webhooks not archived to S3", ["tenant"])
 QUEUE_FAILURES = Counter("wabridge_webhook_queue_failures_total", "Webhooks refused because RabbitMQ did not confirm")
+IN_FLIGHT = Gauge("wabridge_webhook_in_flight", "Webhooks being worked on (admitted, not yet answered)")
 QUEUE_UNAVAILABLE = Gauge("wabridge_webhook_queue_unavailable", "1 while the last publish to RabbitMQ failed (alert)")
 QUARANTINED = Counter("wabridge_webhook_quarantined_total", "Validly signed bodies that are not WhatsApp payloads")
 RATE_LIMITER_UNAVAILABLE = Counter(
@@ -60,6 +69,8 @@ RATE_LIMITER_UNAVAILABLE = Counter(
 )
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+# Seconds Meta (or Genesys) is asked to wait before retrying a webhook the edge could not take now.
+RETRY_AFTER_S = 1
 GENESYS_DEDUPE_TTL_S = 24 * 3600
 ARCHIVE_ATTEMPTS = 3
 QUARANTINE_PREFIX = "quarantine"
@@ -324,9 +335,51 @@ class WebhookEdge:
 
 def _answer(endpoint: str, status: int, outcome: str, message: str) -> web.Response:
     REQUESTS.labels(endpoint, outcome).inc()
-    return web.Response(
+    response = web.Response(
         status=status, body=orjson.dumps({"error": outcome, "message": message}), content_type="application/json"
     )
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def _endpoint_label(endpoint: str) -> str:
+    """A metric label from a fixed set, whatever path a caller made up."""
+    return endpoint if endpoint in ("meta", "genesys") else "other"
+
+
+class Admission:
+    """Bounds the webhooks worked on at once; past the bound, a quick 503 (see the module doc)."""
+
+    def __init__(self, max_in_flight: int, wait_s: float) -> None:
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._wait_s = wait_s
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method != "POST" or not request.path.startswith("/webhook/"):
+            return await handler(request)
+        endpoint = request.path.removeprefix("/webhook/")[:16]
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._wait_s)
+        except TimeoutError:
+            log.warning("edge saturated: %s webhook answered 503 (retry after %d s)", endpoint, RETRY_AFTER_S)
+            return _answer(_endpoint_label(endpoint), 503, "overloaded", "busy; retry")
+        IN_FLIGHT.inc()
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            # A dependency the handler needed is down (PostgreSQL for a tenant lookup, say), or a
+            # bug: either way nothing was acknowledged, so "retry later" loses nothing.
+            decided = classify(exc)
+            bug = isinstance(decided, PermanentError)
+            log.error("%s webhook not taken, answered 503: %s", endpoint, decided, exc_info=bug)
+            return _answer(_endpoint_label(endpoint), 503, "unavailable", "retry later")
+        finally:
+            IN_FLIGHT.dec()
+            self._slots.release()
 
 
 async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
@@ -343,7 +396,8 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
         pool=pool,
     )
     edge = WebhookEdge(deps)
-    app = web.Application(client_max_size=settings.webhook_max_body_bytes)
+    admission = Admission(settings.webhook_max_in_flight, settings.webhook_admission_wait_s)
+    app = web.Application(client_max_size=settings.webhook_max_body_bytes, middlewares=[admission.middleware])
     app.add_routes(
         [
             web.get("/webhook/meta", edge.verify),

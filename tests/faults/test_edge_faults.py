@@ -1,0 +1,93 @@
+"""The edge past saturation and with PostgreSQL gone: quick, honest answers, and nothing acked that
+is not durable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import SecretStr
+
+from tests.faults.conftest import TcpProxy
+from tests.integration.edge_fixtures import (
+    APP_SECRET,
+    RunningEdge,
+    make_tenant,
+    save_tenants,
+    serve_edge,
+    webhook_body,
+)
+from wabridge.simulators.customer import InboundSpec, sign_webhook
+from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
+
+
+async def post(edge: RunningEdge, body: bytes) -> tuple[int, str | None, float]:
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_webhook(APP_SECRET, body)}
+    started = time.monotonic()
+    async with edge.session.post(edge.url + "/webhook/meta", data=body, headers=headers) as response:
+        await response.read()
+        return response.status, response.headers.get("Retry-After"), time.monotonic() - started
+
+
+@pytest.fixture
+async def small_edge(edge_settings) -> AsyncIterator[RunningEdge]:  # type: ignore[no-untyped-def]
+    settings = edge_settings.model_copy(update={"webhook_max_in_flight": 2, "webhook_admission_wait_s": 0.05})
+    await save_tenants(settings, make_tenant())
+    async for running in serve_edge(settings):
+        yield running
+
+
+async def test_past_saturation_the_edge_answers_503_quickly_and_queues_exactly_what_it_accepted(
+    small_edge: RunningEdge,
+) -> None:
+    wamids = [f"wamid.burst.{i}" for i in range(200)]
+    specs = [InboundSpec(kind="text", wa_id=f"1650444{i % 50:04d}", wamid=w, text="x") for i, w in enumerate(wamids)]
+    bodies = [webhook_body(spec) for spec in specs]
+    results = await asyncio.gather(*(post(small_edge, body) for body in bodies))
+
+    accepted = {w for w, (status, _, _) in zip(wamids, results, strict=True) if status == 200}
+    refused = [(w, r) for w, r in zip(wamids, results, strict=True) if r[0] != 200]
+    assert refused, "the burst never saturated the edge: the test tests nothing"
+    assert accepted, "nothing was accepted"
+    for _, (status, retry_after, seconds) in refused:
+        assert status == 503
+        assert retry_after == "1"
+        assert seconds < 5.0  # answered, not held until Meta's own timeout
+    queued = await small_edge.queued(INBOUND_WHATSAPP_MESSAGES)
+    from wabridge.schemas.meta import message_ids
+
+    queued_ids = {wamid for message in queued for wamid in message_ids(message.body)}
+    assert queued_ids == accepted  # every 200 is durable; no 503 is
+    # Saturation passed, the edge takes webhooks again.
+    assert (await post(small_edge, webhook_body(InboundSpec(kind="text", wa_id="16504440000", text="y"))))[0] == 200
+
+
+async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
+    edge_settings,
+    postgres_proxy: TcpProxy,  # type: ignore[no-untyped-def]
+) -> None:
+    dsn = edge_settings.postgres_dsn.get_secret_value().replace(
+        f":{postgres_proxy.target_port}/", f":{postgres_proxy.port}/"
+    )
+    settings = edge_settings.model_copy(update={"postgres_dsn": SecretStr(dsn)})
+    await save_tenants(settings, make_tenant())
+    async for edge in serve_edge(settings):
+        # A number the edge has not looked up yet: only PostgreSQL can say whose it is.
+        assert (await post(edge, webhook_body(InboundSpec(kind="text", wa_id="16504440001", text="a"))))[0] == 200
+        await postgres_proxy.cut()
+        unknown = webhook_body(InboundSpec(kind="text", wa_id="16504440002", text="b"), phone_number_id="999000111")
+        status, retry_after, _ = await post(edge, unknown)
+        assert (status, retry_after) == (503, "1")
+        async with edge.session.get(edge.url + "/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["dependencies"]["postgres"] is False
+        await postgres_proxy.start()
+        for _ in range(50):
+            status, _, _ = await post(edge, unknown)
+            if status != 503:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 404  # PostgreSQL answers again: nobody owns that number
+        break
