@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "bridge": "wabridge.commands:bridge",
     "worker": "wabridge.streams.worker:worker_command",
     "replay": "wabridge.replay:replay",
+    "redrive": "wabridge.redrive:redrive",
     "bench": "wabridge.bench.cli:bench",
     "demo": "wabridge.dev.conversation:demo",
 }

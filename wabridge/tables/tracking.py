@@ -165,3 +165,20 @@ def _api_row(row: asyncpg.Record) -> dict[str, Any]:
         "createdAt": when(row["created_at"]),
         "updatedAt": when(row["updated_at"]),
     }
+
+
+async def reopen_failed(pool: asyncpg.Pool, tenant_id: str, message_ids: Sequence[str]) -> int:
+    """Take inbound messages out of ``failed`` (an operator's redrive after a fix); returns how many.
+
+    ``failed`` is otherwise terminal: the pipeline never moves a status back, and the deliver stage
+    skips a failed message. Only a redrive, which sends the message through again, reopens it.
+    """
+    result = await pool.execute(
+        """
+        UPDATE message_tracking SET status = 'received', error = NULL, updated_at = NOW()
+        WHERE tenant_id = $1 AND direction = 'inbound' AND message_id = ANY($2::text[]) AND status = 'failed'
+        """,
+        tenant_id,
+        list(message_ids),
+    )
+    return int(result.split()[-1])
