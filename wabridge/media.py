@@ -10,22 +10,27 @@
   object metadata. The key depends only on the message, so a replay finds the object, compares the
   sha256 and presigns it without asking Meta anything.
 * Meta's sha256 (base64 or hex) is checked; a mismatch is downloaded once more, then reported.
-* Over Genesys's 25 MB, the note says so; the download stops at the cap.
+* Over Genesys's 25 MB, the note says so; the download stops at the cap. Downloads in progress
+  share a memory budget (``media_memory_budget_bytes``, ``ByteBudget``).
+* The URL in the ``Attachment`` is signed again by the deliver stage from its ``key``, so its
+  expiry counts from the POST to Genesys, not from this stage.
 * Transient failures (Meta 429/5xx/timeouts, S3, PostgreSQL) raise ``TransientError`` so the lane
   retries: a message never goes on without its attachment because a peer was briefly down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import logging
 import mimetypes
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
@@ -37,7 +42,7 @@ import redis.asyncio as aioredis
 from miniopy_async.api import Minio
 from miniopy_async.error import MinioException, S3Error
 from multidict import CIMultiDict
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import SecretStr
 
 from wabridge.connectors import s3
@@ -92,6 +97,7 @@ BYTES_STORED = Counter("wabridge_media_bytes_stored_total", "Media bytes written
 CHECKSUM_MISMATCHES = Counter(
     "wabridge_media_checksum_mismatches_total", "Downloads whose sha256 did not match Meta's", ["tenant"]
 )
+IN_MEMORY = Gauge("wabridge_media_bytes_in_memory", "Media bytes reserved by downloads in progress")
 FETCH_SECONDS = Histogram(
     "wabridge_media_fetch_seconds",
     "Time to make one media message ready (lookup, download, store, presign), by WhatsApp type",
@@ -174,6 +180,7 @@ class MediaFetcher:
         self._clock = clock
         self._bucket = settings.s3_bucket_media_inbound
         self._url_expiry = timedelta(seconds=settings.media_url_expiry_s)
+        self._budget = ByteBudget(settings.media_memory_budget_bytes)
         self._owned: tuple[MetaGraphClient | Minio, ...] = ()
 
     @classmethod
@@ -298,13 +305,16 @@ class MediaFetcher:
         if reusable is not None:
             return await self._attached(message, target, reusable, "reused")
 
-        data = await self._download_verified(message, tenant, media_id, token, info, expected)
-        if data is None:
-            return _unavailable(
-                message, MediaUnavailableReason.CHECKSUM_MISMATCH, "The file WhatsApp sent did not match its checksum."
-            )
-        digest = hashlib.sha256(data).hexdigest()
-        await self._put(target, data, digest)
+        async with self._budget.reserve(info.file_size or self._max_bytes):
+            data = await self._download_verified(message, tenant, media_id, token, info, expected)
+            if data is None:
+                return _unavailable(
+                    message,
+                    MediaUnavailableReason.CHECKSUM_MISMATCH,
+                    "The file WhatsApp sent did not match its checksum.",
+                )
+            digest = hashlib.sha256(data).hexdigest()
+            await self._put(target, data, digest)
         BYTES_STORED.labels(message.tenant_id, message.type).inc(len(data))
         return await self._attached(message, target, _Stored(digest, len(data)), "stored")
 
@@ -404,12 +414,10 @@ class MediaFetcher:
             raise TransientError(f"S3 put of {self._bucket}/{target.key} failed: {exc!r}") from exc
 
     async def _attached(self, message: InboundMessage, target: _Target, stored: _Stored, outcome: str) -> _Outcome:
-        try:
-            url = await self._presigner.presigned_get_object(self._bucket, target.key, expires=self._url_expiry)
-        except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransientError(f"presigning {self._bucket}/{target.key} failed: {exc!r}") from exc
+        url = await presign(self._presigner, self._bucket, target.key, self._url_expiry)
         attachment = Attachment(
             url=url,
+            key=target.key,
             mime=target.mime,
             media_type=MEDIA_TYPE_BY_WHATSAPP_TYPE[message.type],
             filename=target.filename,
@@ -417,6 +425,48 @@ class MediaFetcher:
             size=stored.size,
         )
         return _Outcome(outcome, attachment=attachment)
+
+
+async def presign(presigner: Minio, bucket: str, key: str, expiry: timedelta) -> str:
+    """A presigned GET of ``bucket/key`` (computed locally: the client knows its region)."""
+    try:
+        url: str = await presigner.presigned_get_object(bucket, key, expires=expiry)
+    except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise TransientError(f"presigning {bucket}/{key} failed: {exc!r}") from exc
+    return url
+
+
+class ByteBudget:
+    """Bounds the media bytes held in memory at once across a worker's downloads.
+
+    Each download reserves the size Graph announced (or the cap when it announced none) before it
+    starts and gives it back once the file is stored; a burst of 25 MB documents then waits here
+    instead of exhausting the worker. A reservation larger than the whole budget is granted alone.
+    """
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._free = total
+        self._changed = asyncio.Condition()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self._total)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= size)
+            self._free -= size
+        IN_MEMORY.inc(size)
+        try:
+            yield
+        finally:
+            IN_MEMORY.dec(size)
+            async with self._changed:
+                self._free += size
+                self._changed.notify_all()
 
 
 # -- pure helpers ----------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     s3_bucket_media_inbound: str = "media-inbound"
     s3_bucket_media_outbound: str = "media-outbound"
     media_url_expiry_s: int = Field(default=3600, ge=60)
+    # Media bytes one worker holds in memory at once across its downloads (5 files at the 25 MB cap).
+    media_memory_budget_bytes: int = Field(default=128 * 1024 * 1024, ge=25 * 1024 * 1024)
 
     # --- PostgreSQL ----------------------------------------------------------------------------
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/wabridge")

@@ -3,8 +3,17 @@ none is failed, and other tenants are not held up."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
 from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, pg_rows, wait_for
 from tests.pipeline.test_faults import per_customer, texts
+from wabridge.connectors import postgres
+from wabridge.connectors.tenant_directory import invalidate_cached
+from wabridge.simulators.customer import InboundSpec
+from wabridge.tenants import SecretBox, TenantStore
 
 
 async def held_gauge(pipeline: Pipeline) -> float:
@@ -45,3 +54,65 @@ async def test_genesys_refusing_a_tenants_credentials_holds_it_until_they_work_a
     failed = await pg_rows(pipeline.settings, "SELECT message_id FROM message_tracking WHERE status = 'failed'")
     assert failed == []
     assert await held_gauge(pipeline) == 0.0
+
+
+async def test_an_attachment_link_is_signed_when_its_message_is_delivered_not_before(pipeline: Pipeline) -> None:
+    client = pipeline.genesys.clients[ACME.client_id]
+    pipeline.genesys.remove_client(ACME.client_id)
+    pipeline.genesys.revoke_tokens(ACME.client_id)
+    [wamid] = await pipeline.send(ACME, [InboundSpec(kind="image", wa_id="16505550711", text="held photo")])
+
+    async def on_hold() -> bool:
+        return await held_gauge(pipeline) == 1.0
+
+    await wait_for(on_hold, 30, "acme on hold", pipeline)  # the media stage has stored and signed it
+    await asyncio.sleep(2.0)
+    released_at = time.time()
+    pipeline.genesys.upsert_client(client)
+    await pipeline.wait_arrived(ACME, [wamid], timeout_s=60)
+
+    [accepted] = [a for a in pipeline.arrived(ACME) if a.body["channel"]["messageId"] == wamid]
+    [content] = accepted.body["content"]
+    query = parse_qs(urlsplit(content["attachment"]["url"]).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    # Signed for the POST after the hold, so its hour of validity starts then, not when it was stored.
+    assert signed_at >= released_at - 1.0
+
+
+async def set_active(pipeline: Pipeline, tenant_id: str, active: bool) -> None:
+    """What ``wabridge tenants disable`` / ``enable`` does."""
+    pool = await postgres.connect(pipeline.settings, min_size=1, max_size=1)
+    try:
+        store = TenantStore(pool, SecretBox.from_settings(pipeline.settings))
+        await store.set_active(tenant_id, active)
+        await invalidate_cached(pipeline.settings, await store.get(tenant_id))
+    finally:
+        await pool.close()
+
+
+async def test_a_tenant_disabled_with_messages_in_flight_holds_them_until_enabled(pipeline: Pipeline) -> None:
+    customers = ["16505550721", "16505550722"]
+    client = pipeline.genesys.clients[ACME.client_id]
+    pipeline.genesys.remove_client(ACME.client_id)  # keeps acme's messages in the worker meanwhile
+    pipeline.genesys.revoke_tokens(ACME.client_id)
+    waiting = await pipeline.send(ACME, texts(customers, 2, "waiting "))
+
+    async def on_hold(reason: str) -> bool:
+        async with pipeline.http.get(f"http://127.0.0.1:{pipeline.settings.worker_port}/metrics") as response:
+            return f'wabridge_tenant_held{{reason="{reason}",tenant="acme"}} 1.0' in await response.text()
+
+    await wait_for(lambda: on_hold("genesys_auth_failed"), 30, "acme held for its credentials", pipeline)
+    await set_active(pipeline, "acme", False)
+    # Seen by the worker within its tenant cache's 10 s, then the next probe holds it as disabled.
+    await wait_for(lambda: on_hold("tenant_disabled"), 45, "acme held as disabled", pipeline)
+    pipeline.genesys.upsert_client(client)  # Genesys would take them now; the tenant is disabled
+    globex = await pipeline.send(GLOBEX, texts(["16505550821"], 2))
+    await pipeline.wait_arrived(GLOBEX, globex)
+    await asyncio.sleep(6)  # at least one probe (every 5 s) with Genesys willing and the tenant disabled
+    assert pipeline.arrived_ids(ACME) == []
+
+    await set_active(pipeline, "acme", True)
+    await pipeline.wait_arrived(ACME, waiting, timeout_s=60)
+    assert sorted(pipeline.arrived_ids(ACME)) == sorted(waiting)
+    failed = await pg_rows(pipeline.settings, "SELECT message_id FROM message_tracking WHERE status = 'failed'")
+    assert failed == []

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -38,9 +39,11 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext
+from wabridge.connectors import s3
 from wabridge.connectors.genesys import DeliveryResult, GenesysClient
 from wabridge.errors import PermanentError
 from wabridge.masking import mask_customer_id
+from wabridge.media import presign
 from wabridge.schemas.records import ReadyMessage
 from wabridge.schemas.status import MessageStatus
 from wabridge.streams.app import stage_topic
@@ -94,6 +97,8 @@ class Deliverer:
         self.ctx = ctx
         self.client = client
         self.conversations = conversations
+        self._presigner = s3.client(ctx.settings, public=True)
+        self._url_expiry = timedelta(seconds=ctx.settings.media_url_expiry_s)
 
     async def handle(self, event: EventT) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
@@ -106,12 +111,25 @@ class Deliverer:
         message = ready.message
         try:
             tenant = await self.ctx.tenant(message.tenant_id)
-            for endpoint, body in self.bodies(ready):
-                if not await self.deliver_once(tenant, ready, endpoint, body):
+            for index, (endpoint, body) in enumerate(self.bodies(ready)):
+                if not await self.deliver_once(tenant, ready, endpoint, body, index):
                     break
         except PermanentError as exc:
             await self.track_failure(ready, exc)
             await self.ctx.route_error(STAGE, event, exc, tenant_id=message.tenant_id, message_id=message.wamid)
+
+    async def with_fresh_links(self, ready: ReadyMessage) -> ReadyMessage:
+        """The message with each stored attachment signed now: its link's expiry counts from this POST."""
+        if not any(a.key for a in ready.attachments):
+            return ready
+        bucket = self.ctx.settings.s3_bucket_media_inbound
+        attachments = []
+        for attachment in ready.attachments:
+            if attachment.key:
+                url = await presign(self._presigner, bucket, attachment.key, self._url_expiry)
+                attachment = attachment.model_copy(update={"url": url})
+            attachments.append(attachment)
+        return ready.model_copy(update={"attachments": tuple(attachments)})
 
     def bodies(self, ready: ReadyMessage) -> list[tuple[str, dict[str, Any]]]:
         message = ready.message
@@ -129,8 +147,11 @@ class Deliverer:
         )
         return [("message", body) for body in bodies]
 
-    async def deliver_once(self, tenant: Tenant, ready: ReadyMessage, endpoint: str, body: dict[str, Any]) -> bool:
-        """POST ``body`` unless Genesys has it already; False when an earlier attempt failed for good."""
+    async def deliver_once(
+        self, tenant: Tenant, ready: ReadyMessage, endpoint: str, body: dict[str, Any], index: int
+    ) -> bool:
+        """POST ``body`` (the ``index``-th of ``ready``'s) unless Genesys has it already; False when an
+        earlier attempt failed for good. Each attempt signs the attachment links anew."""
         message = ready.message
         post_id = str(body["channel"].get("messageId") or message.wamid)
         attempt = DeliveryAttempt(tenant_id=tenant.id, wamid=post_id, customer_id=message.customer_id)
@@ -153,7 +174,9 @@ class Deliverer:
 
         async def attempt() -> DeliveryResult:
             # The tenant is read again on every attempt: an operator's fix (new credentials) is seen.
-            return await self.post(await self.ctx.tenant(tenant.id), endpoint, body)
+            current = await self.ctx.tenant(tenant.id)
+            signed = body if not ready.attachments else self.bodies(await self.with_fresh_links(ready))[index][1]
+            return await self.post(current, endpoint, signed)
 
         result = await self.ctx.retrying(STAGE, attempt, tenant_id=tenant.id)
         DELIVERED.labels(tenant.id, "delivered").inc()

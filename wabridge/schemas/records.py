@@ -209,7 +209,10 @@ class Attachment(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url: str  # presigned GET that Genesys downloads from
+    url: str  # presigned GET that Genesys downloads from (signed again by the deliver stage, see key)
+    # The object in the media-inbound bucket: the deliver stage presigns it when it POSTs, so a
+    # backlog or a replay never hands the agent a link that expired while the message waited.
+    key: str | None = None
     mime: str  # e.g. "image/jpeg", as Meta reported it (parameters such as "; codecs=opus" kept)
     media_type: GenesysMediaType
     filename: str | None = None
