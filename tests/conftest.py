@@ -95,8 +95,13 @@ async def empty_buckets(settings: Settings) -> None:
         for policy in s3.bucket_policies(settings):
             if not await client.bucket_exists(policy.name):
                 continue
-            async for obj in client.list_objects(policy.name, recursive=True, include_version=True):
-                await client.remove_object(policy.name, obj.object_name, version_id=obj.version_id)
+            # Listed in full before deleting, and again until nothing is left: deleting while a
+            # paginated version listing (over 1,000 versions) is read skips some.
+            while versions := [
+                obj async for obj in client.list_objects(policy.name, recursive=True, include_version=True)
+            ]:
+                for obj in versions:
+                    await client.remove_object(policy.name, obj.object_name, version_id=obj.version_id)
             await client.remove_bucket(policy.name)
 
 

@@ -63,6 +63,7 @@ async def chaos(pipeline: Pipeline, rng: random.Random, until: float, log: list[
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SECONDS + 300)
 async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(pipeline: Pipeline) -> None:
     pipeline.meta.update(webhook_retries=20, webhook_retry_delay_s=0.5)  # Meta retries far longer
     rng = random.Random(SEED)
