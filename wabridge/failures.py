@@ -5,8 +5,8 @@ Each connector keeps its own mapping of what its library raises (``connectors.po
 claims:
 
 * our own ``TransientError`` / ``PermanentError`` pass through, decided where they were raised;
-* a dependency that cannot be reached (``OSError``, timeouts, Redis and aiohttp connection errors)
-  is transient: the same work succeeds once it is back;
+* a dependency that cannot be reached (connection errors, timeouts, Redis and aiohttp errors, an
+  ``OSError`` with a network errno) is transient: the same work succeeds once it is back;
 * anything else is permanent. Code that ran on a record and raised ``ValueError``, ``TypeError``,
   ``OverflowError``, ``decimal.InvalidOperation``, ``RecursionError``… did so because of what the
   record holds (a price of 1e30, a timestamp in the year 3170843, JSON nested 300 deep); it will
@@ -18,6 +18,8 @@ claims:
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -29,13 +31,29 @@ from wabridge.errors import PermanentError, TransientError
 UNEXPECTED_REASON = "unprocessable_record"
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
     TimeoutError,
     asyncio.TimeoutError,
     ConnectionError,
+    socket.gaierror,
     RedisError,
     aiohttp.ClientError,
 )
+# An OSError is the network's (or the machine's) only with one of these errnos, or with none (some
+# libraries wrap several connection attempts in one). ``datetime.fromtimestamp(1e18)`` raises
+# OSError EOVERFLOW: that one is the data's, and retrying it would stall its customer forever.
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+        errno.EHOSTDOWN, errno.ENETUNREACH, errno.ENETDOWN, errno.ENETRESET, errno.EPIPE, errno.ENOTCONN,
+        errno.EADDRNOTAVAIL, errno.EAGAIN, errno.ENOBUFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+    }
+)  # fmt: skip
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNREACHABLE):
+        return True
+    return isinstance(exc, OSError) and (exc.errno is None or exc.errno in _TRANSIENT_ERRNOS)
 
 
 def classify(exc: BaseException) -> TransientError | PermanentError:
@@ -46,7 +64,7 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
         decided = connector(exc)
         if decided is not None:
             return decided
-    if isinstance(exc, _UNREACHABLE):
+    if _unreachable(exc):
         return TransientError(f"dependency unreachable: {describe(exc)}", retry_after=1.0)
     return PermanentError(f"cannot process the record: {describe(exc)}", reason=UNEXPECTED_REASON)
 

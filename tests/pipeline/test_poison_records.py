@@ -37,6 +37,7 @@ POISONS = {
     "wamid.poison.price": ("order", lambda m: m["order"]["product_items"][0].__setitem__("item_price", 1e30)),
     "wamid.poison.quantity": ("order", lambda m: m["order"]["product_items"][0].__setitem__("quantity", 10**30)),
     "wamid.poison.future": ("text", lambda m: m.__setitem__("timestamp", "99999999999999")),
+    "wamid.poison.epoch": ("text", lambda m: m.__setitem__("timestamp", str(10**18))),  # OSError EOVERFLOW
     "wamid.poison.nulls": ("text", lambda m: m.update({"text": None, "context": None, "referral": None})),
     "wamid.poison.types": ("text", lambda m: m.update({"text": ["a", 1], "context": "not an object"})),
 }

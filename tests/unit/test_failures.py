@@ -4,6 +4,7 @@ permanent (routed, never retried forever, never a crash); each outage is transie
 from __future__ import annotations
 
 import decimal
+import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ POISONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "quantity over int64": ("order", _set_item("quantity", 10**30)),
     "timestamp far in the future": ("text", lambda b: _message(b).__setitem__("timestamp", "99999999999999")),
     "timestamp over int64": ("text", lambda b: _message(b).__setitem__("timestamp", "1" + "0" * 40)),
+    "timestamp 1e18 (OSError EOVERFLOW)": ("text", lambda b: _message(b).__setitem__("timestamp", str(10**18))),
     "timestamp before year 1": ("text", lambda b: _message(b).__setitem__("timestamp", "-99999999999")),
     "field nested 300 deep": ("text", lambda b: _message(b).__setitem__("unexpected", _nested(300))),
 }
@@ -79,6 +81,7 @@ def test_what_the_pure_core_raises_on_poison_is_permanent(name: str) -> None:
         RecursionError("maximum recursion depth exceeded"),
         orjson.JSONEncodeError("Recursion limit reached"),
         KeyError("body"),
+        OSError(errno.EOVERFLOW, "Value too large for defined data type"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -109,6 +112,8 @@ def test_a_record_a_store_refuses_is_permanent(exc: Exception, reason: str) -> N
     "exc",
     [
         ConnectionRefusedError(111, "Connect call failed"),
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+        OSError("Multiple exceptions: [Errno 111] Connect call failed"),
         TimeoutError(),
         asyncpg.PostgresConnectionError("connection lost"),
         asyncpg.CannotConnectNowError("the database system is starting up"),

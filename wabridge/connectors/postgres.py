@@ -32,9 +32,8 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 # Reaching the server, or the server's own state (restart, failover, too many connections,
 # serialization failures, lock timeouts): the same write may succeed later.
+# (Reaching it at all, OSError and timeouts, is decided with every other connector's in failures.)
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
