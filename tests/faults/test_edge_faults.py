@@ -91,3 +91,27 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
             await asyncio.sleep(0.2)
         assert status == 404  # PostgreSQL answers again: nobody owns that number
         break
+
+
+async def raw_request(edge: RunningEdge, head: bytes, body: bytes = b"") -> int:
+    """Send bytes as they are (headers a client library would refuse to write); the status."""
+    port = int(edge.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_non_ascii_signature_and_verify_token_are_refused_not_errors(edge: RunningEdge) -> None:
+    body = webhook_body(InboundSpec(kind="text", wa_id="16504440003", text="z"))
+    head = b"POST /webhook/meta HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    assert await raw_request(edge, head + "X-Hub-Signature-256: sha256=\u00e9\u00e9\r\n".encode()) == 401
+    assert await raw_request(edge, head + b"X-Hub-Signature-256: sha256=\xff\xfe\r\n", body) == 401
+    verify = (
+        "GET /webhook/meta?hub.mode=subscribe&hub.verify_token=%C3%A9%C3%A9&hub.challenge=1 HTTP/1.1\r\nHost: x\r\n"
+    )
+    assert await raw_request(edge, verify.encode()) == 403

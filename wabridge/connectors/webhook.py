@@ -76,22 +76,28 @@ ARCHIVE_ATTEMPTS = 3
 QUARANTINE_PREFIX = "quarantine"
 
 
+def _utf8(value: str) -> bytes:
+    """Bytes for a constant-time comparison: ``hmac.compare_digest`` refuses non-ASCII ``str``,
+    and a header is whatever a sender put there."""
+    return value.encode("utf-8", errors="surrogateescape")
+
+
 def meta_signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     """``sha256=<lowercase hex HMAC-SHA256(app_secret, raw body)>``, compared in constant time."""
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
+    return hmac.compare_digest(_utf8(expected), _utf8(header[len("sha256=") :].strip().lower()))
 
 
 def genesys_signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     """Genesys signs ``sha256=<base64 HMAC>``; some implementations send hex. Accept both."""
     if not header or not header.startswith("sha256="):
         return False
-    given = header[len("sha256=") :].strip()
+    given = _utf8(header[len("sha256=") :].strip())
     digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return hmac.compare_digest(base64.b64encode(digest).decode(), given) or hmac.compare_digest(
-        digest.hex(), given.lower()
+    return hmac.compare_digest(base64.b64encode(digest), given) or hmac.compare_digest(
+        digest.hex().encode(), given.lower()
     )
 
 
@@ -135,7 +141,7 @@ class WebhookEdge:
         token = query.get("hub.verify_token", "")
         if query.get("hub.mode") == "subscribe" and token:
             for tenant in await self._d.tenants.all_tenants():
-                if hmac.compare_digest(tenant.secrets.meta_verify_token.get_secret_value(), token):
+                if hmac.compare_digest(_utf8(tenant.secrets.meta_verify_token.get_secret_value()), _utf8(token)):
                     log.info("verify handshake accepted for tenant %s", tenant.id)
                     return web.Response(text=query.get("hub.challenge", ""))
         log.warning("verify handshake refused: unknown verify token")
