@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -112,3 +116,88 @@ async def postgres_proxy(stack_settings: Settings) -> AsyncIterator[TcpProxy]:
         yield proxy
     finally:
         await proxy.cut()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class OwnRabbitMQ:
+    """A RabbitMQ node of the test's own (its own port, data and Erlang node name), to crash and restart."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self._base = base
+        self._process: subprocess.Popen[bytes] | None = None
+        (base / "enabled_plugins").write_text("[].\n")
+        # Its own files, not /etc/rabbitmq's (which name the shared node and port 5672).
+        (base / "rabbitmq-env.conf").write_text("ERL_EPMD_ADDRESS=127.0.0.1\n")
+        (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        for folder in ("mnesia", "log"):
+            (base / folder).mkdir(exist_ok=True)
+        self._env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": f"wabridge-test-{self.port}@localhost",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+            "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        }
+
+    def start(self) -> None:
+        with (self._base / "server.out").open("ab") as out:
+            self._process = subprocess.Popen(
+                ["rabbitmq-server"],
+                env=self._env,
+                cwd=self._base,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(self.port, 90)
+
+    def kill(self) -> None:
+        """SIGKILL the whole node (beam and its helpers), as a crash would.
+
+        Run as root, rabbitmq-server switches to the rabbitmq user in a session of its own, so the
+        node's processes are found by the node name in their environment, not by process group.
+        """
+        marker = f"RABBITMQ_NODENAME={self._env['RABBITMQ_NODENAME']}".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+        if self._process is not None:
+            self._process.wait(30)
+        self._process = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and port_open(self.port):
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def own_rabbitmq() -> Iterator[OwnRabbitMQ]:
+    # Not under pytest's tmp_path: run as root, rabbitmq-server drops to the rabbitmq user, which
+    # cannot enter pytest's private temporary folders.
+    base = Path(tempfile.mkdtemp(prefix="wabridge-rabbitmq-"))
+    node = OwnRabbitMQ(base)
+    if os.geteuid() == 0:
+        for path in (base, *base.rglob("*")):
+            shutil.chown(path, "rabbitmq", "rabbitmq")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.kill()
+        shutil.rmtree(base, ignore_errors=True)

@@ -11,14 +11,24 @@ import json
 import subprocess
 from collections import defaultdict
 
+import aio_pika
 import orjson
 import pytest
+from pydantic import SecretStr
 
-from tests.faults.conftest import OwnTansu
-from tests.integration.edge_fixtures import APP_SECRET, RunningEdge, drain, read_topic, webhook_body
-from wabridge.connectors import kafka
+from tests.faults.conftest import OwnRabbitMQ, OwnTansu
+from tests.integration.edge_fixtures import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    RunningEdge,
+    drain,
+    read_topic,
+    webhook_body,
+)
+from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.bridge import CONSUMER_RESTARTS, Bridge
 from wabridge.observability import NotReady
+from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, sign_webhook
 from wabridge.streams.topics import DEAD_LETTER_SUFFIX, INBOUND_WHATSAPP_MESSAGES, WA_INBOUND
 
@@ -79,6 +89,18 @@ async def ready_within(bridge: Bridge, seconds: float) -> bool:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def not_ready_within(bridge: Bridge, seconds: float) -> str:
+    """The reason ``/readyz`` gives once the bridge says it is not ready."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await bridge.readiness()
+        except NotReady as exc:
+            return str(exc)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the bridge still said ready after {seconds} s")
 
 
 async def stop(bridge: Bridge, task: asyncio.Task[None]) -> None:
@@ -201,3 +223,50 @@ async def test_kafka_down_longer_than_the_delivery_limit_allows_dead_letters_not
 
     assert_in_order(records, expected)
     assert await drain(settings, settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
+
+
+@pytest.mark.slow
+async def test_rabbitmq_crashing_under_the_bridge_with_unacked_deliveries_loses_nothing(
+    provisioned: Settings, own_rabbitmq: OwnRabbitMQ
+) -> None:
+    settings = provisioned.model_copy(update={"rabbitmq_url": SecretStr(own_rabbitmq.url)})
+    await rabbitmq.ensure_topology(settings)
+    expected = await publish_webhooks(settings, 0, 300)
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await read_topic(settings, WA_INBOUND, 20)  # bridging, with deliveries in flight
+        own_rabbitmq.kill()
+        assert "not consuming" in await not_ready_within(bridge, 10)
+        await asyncio.to_thread(own_rabbitmq.start)  # the quorum queue comes back from disk
+        expected += await publish_webhooks(settings, 300, 100)
+        records = await read_topic(settings, WA_INBOUND, len(expected), timeout_s=120)
+        assert await ready_within(bridge, 30)
+    finally:
+        await stop(bridge, task)
+
+    assert_in_order(records, expected)
+    assert await drain(settings, settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
+
+
+async def publish_webhooks(settings: Settings, start: int, count: int) -> list[str]:
+    """Webhooks as the edge leaves them in RabbitMQ, one text each, round robin over CUSTOMERS."""
+    connection = await rabbitmq.connect(settings)
+    wamids = []
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        for n in range(start, start + count):
+            customer = CUSTOMERS[n % len(CUSTOMERS)]
+            wamid = f"wamid.{customer}.{n}"
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    webhook_body(InboundSpec(kind="text", wa_id=customer, wamid=wamid, text=str(n))),
+                    headers={"tenants": orjson.dumps({PHONE_NUMBER_ID: "acme"}).decode(), "received_at": "1.0"},
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=settings.queue(INBOUND_WHATSAPP_MESSAGES),
+            )
+            wamids.append(wamid)
+    finally:
+        await connection.close()
+    return wamids
