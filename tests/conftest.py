@@ -105,4 +105,4 @@ async def empty_buckets(settings: Settings) -> None:
             await client.remove_bucket(policy.name)
 
 
-pytest_plugins = ["tests.integration.edge_fixtures"]
+pytest_plugins = ["tests.integration.edge_fixtures", "tests.services"]

@@ -16,7 +16,6 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from tests.faults.conftest import OwnRabbitMQ, OwnTansu
 from tests.integration.edge_fixtures import (
     APP_SECRET,
     PHONE_NUMBER_ID,
@@ -25,6 +24,7 @@ from tests.integration.edge_fixtures import (
     read_topic,
     webhook_body,
 )
+from tests.services import OwnRabbitMQ, OwnTansu
 from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.bridge import CONSUMER_RESTARTS, Bridge
 from wabridge.observability import NotReady

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from tests.faults.conftest import TcpProxy
 from tests.integration.edge_fixtures import (
     APP_SECRET,
     RunningEdge,
@@ -19,6 +18,7 @@ from tests.integration.edge_fixtures import (
     serve_edge,
     webhook_body,
 )
+from tests.services import TcpProxy
 from wabridge.simulators.customer import InboundSpec, sign_webhook
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
 

@@ -1,5 +1,6 @@
 """A seeded chaos soak: steady load from two tenants while the edge, the bridge and the worker are
-SIGKILLed and restarted at random. Every webhook Meta was told is safe reaches the agent, in each
+SIGKILLed and restarted at random, and RabbitMQ and Redis (instances of the test's own) are
+crashed and started again. Every webhook Meta was told is safe reaches the agent, in each
 customer's order, and every duplicate is one the worker knew it might send (an attempt whose
 answer died with its process, counted in ``message_tracking.delivery_attempts``).
 
@@ -15,15 +16,36 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
+from pydantic import SecretStr
 
 from tests.pipeline.conftest import ACME, GLOBEX, BridgeTenant, Pipeline, pg_rows
+from tests.services import OwnRabbitMQ, OwnRedis
+from wabridge.connectors import rabbitmq
+from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec
 
 SEED = int(os.environ.get("WABRIDGE_CHAOS_SEED", "20261202"))
 SECONDS = float(os.environ.get("WABRIDGE_CHAOS_SECONDS", "60"))
 MESSAGES_PER_SECOND = 10.0
 CUSTOMERS = {ACME: [f"1650555{2000 + i}" for i in range(14)], GLOBEX: [f"1650555{3000 + i}" for i in range(6)]}
-VICTIMS = ("worker", "bridge", "webhook")
+VICTIMS = ("worker", "bridge", "webhook", "rabbitmq", "redis")
+
+
+@pytest.fixture
+async def pipeline_settings(pipeline_settings: Settings, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis) -> Settings:
+    """The pipeline's settings on a RabbitMQ and a Redis of this test's own, which it may crash."""
+    settings = pipeline_settings.model_copy(
+        update={"rabbitmq_url": SecretStr(own_rabbitmq.url), "redis_url": own_redis.url}
+    )
+    await rabbitmq.ensure_topology(settings)
+    return settings
+
+
+class Services:
+    """What the chaos may crash besides the processes."""
+
+    def __init__(self, rabbitmq_node: OwnRabbitMQ, redis_server: OwnRedis) -> None:
+        self.servers = {"rabbitmq": rabbitmq_node, "redis": redis_server}
 
 
 async def customer_writes(
@@ -43,8 +65,8 @@ async def customer_writes(
         await asyncio.sleep(interval)
 
 
-async def chaos(pipeline: Pipeline, rng: random.Random, until: float, log: list[str]) -> None:
-    """SIGKILL a process every 8-14 s, each of them in turn in a shuffled order, and restart it."""
+async def chaos(pipeline: Pipeline, services: Services, rng: random.Random, until: float, log: list[str]) -> None:
+    """SIGKILL a process or a service every 8-14 s, each in turn in a shuffled order, and restart it."""
     began = time.monotonic()
     order: list[str] = []
     while True:
@@ -54,18 +76,27 @@ async def chaos(pipeline: Pipeline, rng: random.Random, until: float, log: list[
         if not order:
             order = rng.sample(VICTIMS, len(VICTIMS))
         victim = order.pop()
-        process = pipeline.processes[victim]
-        process.kill()
         down_s = rng.uniform(0.0, 2.0)
         log.append(f"{time.monotonic() - began:.1f} s: SIGKILL {victim}, down {down_s:.1f} s")
-        await asyncio.sleep(down_s)
-        process.start()
+        if victim in services.servers:
+            server = services.servers[victim]
+            await asyncio.to_thread(server.kill)
+            await asyncio.sleep(down_s)
+            await asyncio.to_thread(server.start)
+        else:
+            process = pipeline.processes[victim]
+            process.kill()
+            await asyncio.sleep(down_s)
+            process.start()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(SECONDS + 300)
-async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(pipeline: Pipeline) -> None:
-    pipeline.meta.update(webhook_retries=20, webhook_retry_delay_s=0.5)  # Meta retries far longer
+async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(
+    pipeline: Pipeline, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis
+) -> None:
+    # Meta retries for days; here long enough to outlast a RabbitMQ restart (about 7 s).
+    pipeline.meta.update(webhook_retries=60, webhook_retry_delay_s=0.5)
     rng = random.Random(SEED)
     until = time.monotonic() + SECONDS
     sent: dict[BridgeTenant, list[tuple[str, str, bool]]] = {ACME: [], GLOBEX: []}
@@ -75,7 +106,7 @@ async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(pipelin
         for tenant, customers in CUSTOMERS.items()
         for customer in customers
     ]
-    await asyncio.gather(chaos(pipeline, rng, until, faults), *writers)
+    await asyncio.gather(chaos(pipeline, Services(own_rabbitmq, own_redis), rng, until, faults), *writers)
     replay = f"seed {SEED}, {SECONDS:.0f} s; faults: {faults}"
 
     for tenant in CUSTOMERS:

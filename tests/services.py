@@ -1,4 +1,5 @@
-"""Fault suite helpers: a broker of the test's own, to stop and start without touching the shared stack."""
+"""Services of a test's own (a broker, a RabbitMQ node, a Redis, a cutting proxy), to crash and restart
+without touching the shared stack; registered for every test in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -201,3 +202,33 @@ def own_rabbitmq() -> Iterator[OwnRabbitMQ]:
     finally:
         node.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+class OwnRedis:
+    """A Redis server of the test's own (no persistence: restarting it loses every key, as a cache may)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 15)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(10)
+        self._process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
