@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -232,3 +232,90 @@ def own_redis() -> Iterator[OwnRedis]:
         yield server
     finally:
         server.kill()
+
+
+def _postgres_bin() -> Path:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not versions:
+        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+    return versions[-1]
+
+
+class OwnPostgres:
+    """A PostgreSQL server of the test's own (its own data folder and port), to crash and restart.
+
+    It runs as the ``postgres`` user (the server refuses root); crash recovery replays its WAL on
+    the next start, as after a real crash.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/wabridge"
+        self._data = base / "data"
+        self._base = base
+        self._process: subprocess.Popen[bytes] | None = None
+        self._as_postgres = _as_user("postgres") if os.geteuid() == 0 else None
+        subprocess.run(
+            [str(_postgres_bin() / "initdb"), "-D", str(self._data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+            preexec_fn=self._as_postgres,
+        )
+
+    def start(self) -> None:
+        argv = [
+            str(_postgres_bin() / "postgres"), "-D", str(self._data), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._base}", "-c", "fsync=off",
+        ]  # fmt: skip
+        with (self._base / "server.log").open("ab") as log:
+            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._as_postgres)
+        wait_for_port(self.port, 30)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster; its backends end when they see it gone."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(10)
+        self._process = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and port_open(self.port):
+            time.sleep(0.1)
+        # Backends of the killed postmaster must be gone before a new one may use the data folder.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (self._data / "postmaster.pid").exists() and _pid_file_alive(self._data):
+            time.sleep(0.1)
+
+
+def _pid_file_alive(data: Path) -> bool:
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _as_user(name: str) -> Callable[[], None]:
+    import pwd
+
+    entry = pwd.getpwnam(name)
+
+    def switch() -> None:
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return switch
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    base = Path(tempfile.mkdtemp(prefix="wabridge-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    server = OwnPostgres(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(base, ignore_errors=True)

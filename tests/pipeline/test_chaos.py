@@ -1,6 +1,6 @@
 """A seeded chaos soak: steady load from two tenants while the edge, the bridge and the worker are
-SIGKILLed and restarted at random, and RabbitMQ and Redis (instances of the test's own) are
-crashed and started again. Every webhook Meta was told is safe reaches the agent, in each
+SIGKILLed and restarted at random, and RabbitMQ, Redis and PostgreSQL (instances of the test's
+own) are crashed and started again. Every webhook Meta was told is safe reaches the agent, in each
 customer's order, and every duplicate is one the worker knew it might send (an attempt whose
 answer died with its process, counted in ``message_tracking.delivery_attempts``).
 
@@ -19,8 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from tests.pipeline.conftest import ACME, GLOBEX, BridgeTenant, Pipeline, pg_rows
-from tests.services import OwnRabbitMQ, OwnRedis
-from wabridge.connectors import rabbitmq
+from tests.services import OwnPostgres, OwnRabbitMQ, OwnRedis
+from wabridge.connectors import postgres, rabbitmq
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec
 
@@ -28,24 +28,32 @@ SEED = int(os.environ.get("WABRIDGE_CHAOS_SEED", "20261202"))
 SECONDS = float(os.environ.get("WABRIDGE_CHAOS_SECONDS", "60"))
 MESSAGES_PER_SECOND = 10.0
 CUSTOMERS = {ACME: [f"1650555{2000 + i}" for i in range(14)], GLOBEX: [f"1650555{3000 + i}" for i in range(6)]}
-VICTIMS = ("worker", "bridge", "webhook", "rabbitmq", "redis")
+VICTIMS = ("worker", "bridge", "webhook", "rabbitmq", "redis", "postgres")
 
 
 @pytest.fixture
-async def pipeline_settings(pipeline_settings: Settings, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis) -> Settings:
-    """The pipeline's settings on a RabbitMQ and a Redis of this test's own, which it may crash."""
+async def pipeline_settings(
+    pipeline_settings: Settings, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis, own_postgres: OwnPostgres
+) -> Settings:
+    """The pipeline's settings on a RabbitMQ, a Redis and a PostgreSQL of this test's own, which it may crash."""
     settings = pipeline_settings.model_copy(
-        update={"rabbitmq_url": SecretStr(own_rabbitmq.url), "redis_url": own_redis.url}
+        update={
+            "rabbitmq_url": SecretStr(own_rabbitmq.url),
+            "redis_url": own_redis.url,
+            "postgres_dsn": SecretStr(own_postgres.dsn),
+        }
     )
     await rabbitmq.ensure_topology(settings)
+    await postgres.ensure_database(settings)
+    await postgres.migrate(settings)
     return settings
 
 
 class Services:
     """What the chaos may crash besides the processes."""
 
-    def __init__(self, rabbitmq_node: OwnRabbitMQ, redis_server: OwnRedis) -> None:
-        self.servers = {"rabbitmq": rabbitmq_node, "redis": redis_server}
+    def __init__(self, *servers: tuple[str, OwnRabbitMQ | OwnRedis | OwnPostgres]) -> None:
+        self.servers = dict(servers)
 
 
 async def customer_writes(
@@ -66,11 +74,11 @@ async def customer_writes(
 
 
 async def chaos(pipeline: Pipeline, services: Services, rng: random.Random, until: float, log: list[str]) -> None:
-    """SIGKILL a process or a service every 8-14 s, each in turn in a shuffled order, and restart it."""
+    """SIGKILL a process or a service every 6-10 s, each in turn in a shuffled order, and restart it."""
     began = time.monotonic()
     order: list[str] = []
     while True:
-        await asyncio.sleep(rng.uniform(8.0, 14.0))
+        await asyncio.sleep(rng.uniform(6.0, 10.0))
         if time.monotonic() >= until:
             return
         if not order:
@@ -93,10 +101,11 @@ async def chaos(pipeline: Pipeline, services: Services, rng: random.Random, unti
 @pytest.mark.slow
 @pytest.mark.timeout(SECONDS + 300)
 async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(
-    pipeline: Pipeline, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis
+    pipeline: Pipeline, own_rabbitmq: OwnRabbitMQ, own_redis: OwnRedis, own_postgres: OwnPostgres
 ) -> None:
     # Meta retries for days; here long enough to outlast a RabbitMQ restart (about 7 s).
     pipeline.meta.update(webhook_retries=60, webhook_retry_delay_s=0.5)
+    services = Services(("rabbitmq", own_rabbitmq), ("redis", own_redis), ("postgres", own_postgres))
     rng = random.Random(SEED)
     until = time.monotonic() + SECONDS
     sent: dict[BridgeTenant, list[tuple[str, str, bool]]] = {ACME: [], GLOBEX: []}
@@ -106,7 +115,7 @@ async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(
         for tenant, customers in CUSTOMERS.items()
         for customer in customers
     ]
-    await asyncio.gather(chaos(pipeline, Services(own_rabbitmq, own_redis), rng, until, faults), *writers)
+    await asyncio.gather(chaos(pipeline, services, rng, until, faults), *writers)
     replay = f"seed {SEED}, {SECONDS:.0f} s; faults: {faults}"
 
     for tenant in CUSTOMERS:
