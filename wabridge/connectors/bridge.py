@@ -155,7 +155,7 @@ SOURCES = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Produced:
     """A queue message whose records are on their way to Kafka."""
 
@@ -362,11 +362,8 @@ class Bridge:
             try:
                 future: asyncio.Future[RecordMetadata] = await self._producer.send(topic, value, key=key.encode())
                 return future
-            except Exception as exc:
-                decided = classify(exc)
-                if isinstance(decided, PermanentError):
-                    raise decided from exc
-                await self._hold(decided, next(delays))
+            except Exception as exc:  # noqa: BLE001 - classified: held, or raised as PermanentError
+                await self._hold_unless_refused(exc, next(delays))
 
     async def _produce_until_taken(self, topic: str, key: str, value: bytes) -> RecordMetadata:
         """Produce one record again and wait for Kafka's ack, holding for as long as that takes."""
@@ -375,11 +372,8 @@ class Bridge:
             future = await self._send(topic, key, value, gated=False)
             try:
                 return await future
-            except Exception as exc:
-                decided = classify(exc)
-                if isinstance(decided, PermanentError):
-                    raise decided from exc
-                await self._hold(decided, next(delays))
+            except Exception as exc:  # noqa: BLE001 - classified: held, or raised as PermanentError
+                await self._hold_unless_refused(exc, next(delays))
 
     def _enter_hold(self, error: TransientError | PermanentError) -> None:
         """Kafka cannot take records: gated senders wait until Kafka has acked a record again."""
@@ -397,6 +391,13 @@ class Bridge:
         self._holding_since = None
         HOLDING.set(0)
         self._flowing.set()
+
+    async def _hold_unless_refused(self, exc: Exception, wait_s: float) -> None:
+        """A producer failure: ``PermanentError`` when Kafka refuses the record for good, else hold."""
+        decided = classify(exc)
+        if isinstance(decided, PermanentError):
+            raise decided from exc
+        await self._hold(decided, wait_s)
 
     async def _hold(self, error: TransientError | PermanentError, wait_s: float) -> None:
         self._enter_hold(error)
