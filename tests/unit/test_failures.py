@@ -118,6 +118,8 @@ def test_a_record_a_store_refuses_is_permanent(exc: Exception, reason: str) -> N
         asyncpg.PostgresConnectionError("connection lost"),
         asyncpg.CannotConnectNowError("the database system is starting up"),
         asyncpg.SerializationError("could not serialize access"),
+        # A pooled connection whose server was SIGKILLed mid-statement.
+        asyncpg.InternalClientError("cannot switch to state 11; another operation (2) is in progress"),
         kafka_errors.KafkaConnectionError(),
         kafka_errors.KafkaTimeoutError(),  # aiokafka marks it not retriable; it is the cluster's state
         kafka_errors.NotLeaderForPartitionError(),

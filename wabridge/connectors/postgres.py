@@ -33,9 +33,13 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 # Reaching the server, or the server's own state (restart, failover, too many connections,
 # serialization failures, lock timeouts): the same write may succeed later.
 # (Reaching it at all, OSError and timeouts, is decided with every other connector's in failures.)
+# ``InternalClientError`` is a connection left mid-operation when the server died under it
+# ("cannot switch to state 11; another operation (2) is in progress", seen on a server crash): the
+# pool drops that connection on release and the next attempt gets a new one.
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.PostgresError,
