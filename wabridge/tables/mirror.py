@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from wabridge.errors import TransientError
-from wabridge.failures import classify
+from wabridge.failures import classify, describe
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,14 @@ class ActivityCoalescer:
                 customers,
                 stamps,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("could not write last_activity_at of %d mappings, keeping them: %s", len(taken), exc)
-            for key, at in taken.items():
-                if at > self._latest.get(key, 0.0):
-                    self._latest[key] = at
+        except Exception as exc:  # noqa: BLE001 - a timer that raises stops the worker (CrashingSupervisor)
+            decided = classify(exc)
+            if isinstance(decided, TransientError):
+                log.warning("could not write last_activity_at of %d mappings, keeping them: %s", len(taken), exc)
+                for key, at in taken.items():
+                    if at > self._latest.get(key, 0.0):
+                        self._latest[key] = at
+            else:
+                log.error("last_activity_at of %d mappings not written, dropped: %s", len(taken), describe(exc))
             return 0
         return len(taken)
