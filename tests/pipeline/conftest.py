@@ -26,7 +26,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import free_port, save_tenants, settings_env
-from wabridge.connectors import kafka
+from wabridge.connectors import kafka, rabbitmq
 from wabridge.settings import Settings
 from wabridge.simulators import (
     GenesysClient,
@@ -39,6 +39,7 @@ from wabridge.simulators import (
 )
 from wabridge.simulators.customer import CustomerDriver, InboundSpec
 from wabridge.streams.app import changelog_topic_names
+from wabridge.streams.topics import DEAD_LETTER_SUFFIX, QUEUES
 from wabridge.streams.worker import build_worker
 from wabridge.tenants import PhoneNumber, Tenant, TenantConfig, TenantSecrets
 
@@ -160,11 +161,40 @@ class Pipeline:
         return [a.body["channel"]["messageId"] for a in self.arrived(tenant)]
 
     async def wait_arrived(self, tenant: BridgeTenant, wamids: list[str], timeout_s: float = 60.0) -> None:
-        await wait_for(
-            lambda: _async(set(wamids) <= set(self.arrived_ids(tenant))),
-            timeout_s,
-            f"{len(wamids)} messages of {tenant.id} at Genesys",
-            self,
+        def missing() -> list[str]:
+            return sorted(set(wamids) - set(self.arrived_ids(tenant)))
+
+        try:
+            await wait_for(lambda: _async(not missing()), timeout_s, f"{len(wamids)} messages of {tenant.id}", self)
+        except AssertionError as exc:
+            gone = missing()
+            try:
+                dead = await self.dead_lettered()
+            except Exception as failure:  # only for the message
+                dead = {"unknown": repr(failure)}
+            raise AssertionError(
+                f"{len(gone)} missing at Genesys, first {gone[:3]}; {self.states()}; dead-lettered {dead}; {exc}"
+            ) from None
+
+    async def dead_lettered(self) -> dict[str, int]:
+        """Messages waiting in each dead-letter queue, by queue."""
+        connection = await rabbitmq.connect(self.settings)
+        try:
+            channel = await connection.channel()
+            counts = {}
+            for base in QUEUES:
+                name = self.settings.queue(base) + DEAD_LETTER_SUFFIX
+                queue = await channel.declare_queue(name, passive=True)
+                counts[name] = int(queue.declaration_result.message_count or 0)
+            return counts
+        finally:
+            await connection.close()
+
+    def states(self) -> str:
+        """Each process: running, or the code it exited with."""
+        return ", ".join(
+            f"{name} {'not started' if p.proc is None else p.proc.poll() if p.proc.poll() is not None else 'running'}"
+            for name, p in self.processes.items()
         )
 
     def tail(self) -> str:

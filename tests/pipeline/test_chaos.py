@@ -120,7 +120,10 @@ async def test_chaos_soak_loses_nothing_and_accounts_for_every_duplicate(
 
     for tenant in CUSTOMERS:
         acked = [wamid for _, wamid, ok in sent[tenant] if ok]
-        await pipeline.wait_arrived(tenant, acked, timeout_s=240)
+        try:
+            await pipeline.wait_arrived(tenant, acked, timeout_s=240)
+        except AssertionError as exc:
+            raise AssertionError(f"{replay}: {exc}") from None
 
     duplicates = 0
     for tenant in CUSTOMERS:

@@ -47,14 +47,7 @@ async def dead_letter(pipeline: Pipeline, body: bytes, tenant: str, phone: str, 
 
 
 async def dead_letter_count(pipeline: Pipeline) -> int:
-    connection = await rabbitmq.connect(pipeline.settings)
-    try:
-        channel = await connection.channel()
-        name = pipeline.settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX
-        queue = await channel.declare_queue(name, passive=True)
-        return int(queue.declaration_result.message_count or 0)
-    finally:
-        await connection.close()
+    return (await pipeline.dead_lettered())[pipeline.settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX]
 
 
 async def test_redrive_from_the_dead_letter_queue(pipeline: Pipeline) -> None:
