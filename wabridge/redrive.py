@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from wabridge.agents.context import identify_record
-from wabridge.connectors import postgres, rabbitmq
+from wabridge.connectors import kafka, postgres, rabbitmq
 from wabridge.connectors.bridge import tenant_of
 from wabridge.observability import configure_logging
 from wabridge.settings import Settings
@@ -207,7 +207,7 @@ async def _read_error_events(settings: Settings) -> list[dict[str, Any]]:
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await kafka.end_offsets(consumer, partitions)
         records: list[dict[str, Any]] = []
         remaining = {tp for tp in partitions if ends[tp] > 0}
         while remaining:

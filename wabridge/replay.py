@@ -27,6 +27,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError, WabridgeError
 from wabridge.observability import configure_logging
 from wabridge.settings import Settings
@@ -148,7 +149,7 @@ async def rewind(
                 f"group {group_id} has other running members ({len(members)} listed); stop the workers first"
             )
         earliest = await consumer.beginning_offsets(tps)
-        latest = await consumer.end_offsets(tps)
+        latest = await kafka.end_offsets(consumer, tps)
         if to_earliest:
             target = dict(earliest)
         elif to_offset is not None:

@@ -244,7 +244,7 @@ async def committed_all(settings: Settings, topic: str) -> bool:
     await admin.start()
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(tps)
+        ends = await kafka.end_offsets(consumer, tps)
         offsets = await admin.list_consumer_group_offsets(settings.topic(WORKER_GROUP), partitions=tps)
     finally:
         await consumer.stop()

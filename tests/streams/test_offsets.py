@@ -8,11 +8,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
 from tests.streams.support import Worker, committed_offsets, read_records, spawn, wait_until
+from wabridge.connectors import kafka
 from wabridge.settings import Settings
 from wabridge.streams.app import declare_topics
 from wabridge.streams.topics import WA_INBOUND, WORKER_GROUP
@@ -165,3 +166,23 @@ async def test_a_raising_handler_stops_the_worker_without_acking(
     await wait_until(all_done, 45, "every event done after the restart")
     rerun = [r["seq"] for r in read_records(second_run) if r["key"] == buggy and r["ev"] == "done"]
     assert rerun == list(range(rerun[0], per_key)) and rerun[0] <= bad_seq
+
+
+async def test_the_end_of_a_log_counts_every_record_of_its_last_batch(settings: Settings) -> None:
+    """Table recovery and redrive read up to here: a record short, a worker served stale state."""
+    topic = settings.topic("end-offsets")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=50)
+    await producer.start()
+    try:
+        # One batch of five records: sent together within the linger.
+        sent = [await producer.send(topic, b"x", partition=0) for _ in range(5)]
+        assert [(await future).offset for future in sent] == [0, 1, 2, 3, 4]
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        assert await kafka.end_offsets(consumer, [tp]) == {tp: 5}
+    finally:
+        await consumer.stop()

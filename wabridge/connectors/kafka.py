@@ -1,13 +1,18 @@
-"""Kafka: topic creation with explicit partition counts (Tansu would auto-create with 4)."""
+"""Kafka: topic creation with explicit partition counts (Tansu would auto-create with 4), the retry
+decision for Kafka errors, and the end of a partition's log as both brokers can be trusted to say it.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Collection, Iterable
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.fetch import FetchRequest
 
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.settings import Settings
@@ -39,6 +44,36 @@ def classify(exc: BaseException) -> TransientError | PermanentError | None:
     if isinstance(exc, kafka_errors.KafkaError):
         return TransientError(f"kafka unavailable: {type(exc).__name__}: {exc}", retry_after=1.0)
     return None
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+    """The end of each partition's log (the offset its next record gets), right on Kafka and Tansu.
+
+    Tansu 0.6 (the development and test broker) answers ListOffsets(latest) with the base offset
+    of the newest record *batch* plus one (``dynostore.rs``, ``list_offsets``): when that batch
+    holds several records, the answer falls short of the log's end. A Faust worker taking over a
+    changelog partition then stopped its recovery before the last records and served stale table
+    state; a reader stopping at that "end" skipped them. A Fetch response's high watermark is
+    the broker's own counter, right on both; each partition's end is the larger of the two answers.
+    On Kafka they agree and this costs one empty fetch per broker.
+    """
+    listed: dict[TopicPartition, int] = dict(await consumer.end_offsets(list(partitions)))
+    client = consumer._client
+    by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for tp in partitions:
+        leader = client.cluster.leader_for_partition(tp)
+        if leader is not None and leader >= 0:
+            by_leader[leader][tp.topic].append((tp.partition, listed[tp], 1))
+    for leader, topics in by_leader.items():
+        # min_bytes 0: answered at once; at most one batch back, only the watermark counts. (Tansu
+        # answers a fetch with max_wait 0 with no partitions at all, hence 10 ms.)
+        response = await client.send(leader, FetchRequest(10, 0, 1, 0, list(topics.items())))
+        for topic, answers in response.topics:
+            for partition, error_code, highwater, *_ in answers:
+                tp = TopicPartition(topic, partition)
+                if error_code == 0 and tp in listed and highwater > listed[tp]:
+                    listed[tp] = highwater
+    return listed
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:

@@ -36,6 +36,7 @@ from typing import Any, cast
 import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 from mode import CrashingSupervisor
 
 from wabridge.connectors import kafka
@@ -61,6 +62,13 @@ class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         # stage hop; Apache Kafka answers at once either way. The attribute is read at start().
         consumer._fetch_max_wait_ms = getattr(self.app, FETCH_MAX_WAIT_ATTRIBUTE, consumer._fetch_max_wait_ms)
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # Table recovery reads each changelog partition up to here: the log's true end, which Tansu's
+        # ListOffsets can understate (kafka.end_offsets). Transactions are not used (at_least_once).
+        if self.consumer.in_transaction:
+            return await super()._highwaters(partitions)
+        return cast(Mapping[TP, int], await kafka.end_offsets(self._ensure_consumer(), partitions))
 
 
 class _Consumer(aiokafka_driver.Consumer):
