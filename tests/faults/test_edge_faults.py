@@ -80,6 +80,10 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
         unknown = webhook_body(InboundSpec(kind="text", wa_id="16504440002", text="b"), phone_number_id="999000111")
         status, retry_after, _ = await post(edge, unknown)
         assert (status, retry_after) == (503, "1")
+        # Meta's verify handshake needs the tenants too: "retry", not a 500.
+        verify = {"hub.mode": "subscribe", "hub.verify_token": "acme-verify-token", "hub.challenge": "42"}
+        async with edge.session.get(edge.url + "/webhook/meta", params=verify) as response:
+            assert (response.status, response.headers.get("Retry-After")) == (503, "1")
         async with edge.session.get(edge.url + "/readyz") as response:
             assert response.status == 503
             assert (await response.json())["dependencies"]["postgres"] is False
@@ -90,6 +94,8 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
                 break
             await asyncio.sleep(0.2)
         assert status == 404  # PostgreSQL answers again: nobody owns that number
+        async with edge.session.get(edge.url + "/webhook/meta", params=verify) as response:
+            assert (response.status, await response.text()) == (200, "42")
         break
 
 

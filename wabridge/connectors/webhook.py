@@ -363,7 +363,8 @@ class Admission:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method != "POST" or not request.path.startswith("/webhook/"):
+        # Every webhook endpoint, Meta's verify handshake (GET) included: it needs the tenants too.
+        if not request.path.startswith("/webhook/"):
             return await handler(request)
         endpoint = request.path.removeprefix("/webhook/")[:16]
         try:
