@@ -26,13 +26,19 @@ class TenantHeld(TransientError):
     """What an operator must fix for one tenant (credentials refused, tenant disabled, not configured).
 
     Not a failure of the message: the tenant's work waits, probed now and then, and flows once it
-    is fixed; other tenants are not held up. ``reason`` is a fixed label for logs and metrics.
+    is fixed; other tenants are not held up. ``reason`` is a fixed label for logs and metrics; its
+    first word is the hold's :attr:`scope`: ``genesys_…`` holds only the work that needs Genesys,
+    ``whatsapp_…`` only the work that needs the tenant's WhatsApp token, ``tenant_…`` all of it.
     """
 
     def __init__(self, message: str, *, tenant_id: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(message, retry_after=retry_after)
         self.tenant_id = tenant_id
         self.reason = reason
+
+    @property
+    def scope(self) -> str:
+        return self.reason.split("_", 1)[0]
 
 
 def retry_after_seconds(value: str | None) -> float | None:

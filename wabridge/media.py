@@ -57,7 +57,7 @@ from wabridge.connectors.meta_graph import (
     WhatsAppTokens,
 )
 from wabridge.connectors.tenant_directory import TenantDirectory
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import PermanentError, TenantHeld, TransientError
 from wabridge.schemas.records import (
     MEDIA_TYPE_BY_WHATSAPP_TYPE,
     Attachment,
@@ -230,7 +230,7 @@ class MediaFetcher:
         try:
             outcome = await self._attach(message)
             outcome_name = outcome.name
-        except MetaAuthError:
+        except TenantHeld:
             outcome_name = "token_refused"
             raise
         except TransientError:
@@ -372,8 +372,11 @@ class MediaFetcher:
                 return await action(fresh)
             except MetaAuthError as exc:
                 refused = exc
-        log.error("Meta refused the WhatsApp token of tenant %s (its credentials need fixing): %s", tenant.id, refused)
-        raise refused
+        raise TenantHeld(
+            f"Meta refused the WhatsApp token of tenant {tenant.id} (store a valid one): {refused}",
+            tenant_id=tenant.id,
+            reason="whatsapp_token_refused",
+        ) from refused
 
     # -- PostgreSQL and S3 -------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from tests.media.conftest import (
     MediaHarness,
 )
 from wabridge.connectors import s3
-from wabridge.connectors.meta_graph import MetaAuthError, MetaGraphClient
-from wabridge.errors import PermanentError, TransientError
+from wabridge.connectors.meta_graph import MetaGraphClient
+from wabridge.errors import PermanentError, TenantHeld, TransientError
 from wabridge.media import extension_for, media_key, sha256_hex
 from wabridge.schemas.records import GenesysMediaType, MediaUnavailableReason, ReadyMessage
 from wabridge.simulators.customer import MediaRef
@@ -469,8 +469,14 @@ async def test_a_refused_stored_token_waits_for_an_operator(harness: MediaHarnes
     sample = sample_for("image")
     ref = harness.store(sample.data, sample.mime_type)
 
-    with pytest.raises(MetaAuthError):
+    with pytest.raises(TenantHeld) as held:
         await harness.fetcher().prepare(harness.message("image", ref))
+
+    assert (held.value.tenant_id, held.value.reason, held.value.scope) == (
+        TENANT_ID,
+        "whatsapp_token_refused",
+        "whatsapp",
+    )
 
     assert [r.status for r in harness.graph_requests()] == [401]  # the same token is not tried twice
     assert await stored_objects(harness) == {}

@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import SecretStr
+
 from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, pg_rows, wait_for
 from tests.pipeline.test_faults import per_customer, texts
 from wabridge.connectors import postgres
@@ -116,3 +118,40 @@ async def test_a_tenant_disabled_with_messages_in_flight_holds_them_until_enable
     assert sorted(pipeline.arrived_ids(ACME)) == sorted(waiting)
     failed = await pg_rows(pipeline.settings, "SELECT message_id FROM message_tracking WHERE status = 'failed'")
     assert failed == []
+
+
+async def test_meta_refusing_a_tenants_whatsapp_token_holds_its_media_not_its_texts(pipeline: Pipeline) -> None:
+    # Meta rotates the token (an expired system-user token, say): the one acme stored is refused.
+    number = pipeline.meta.phone_numbers[ACME.phone_number_id]
+    pipeline.meta.upsert_phone_number(number.model_copy(update={"access_token": SecretStr("fake-rotated-token")}))
+    [photo] = await pipeline.send(ACME, [InboundSpec(kind="image", wa_id="16505550731", text="held photo")])
+
+    async def on_hold() -> bool:
+        async with pipeline.http.get(f"http://127.0.0.1:{pipeline.settings.worker_port}/metrics") as response:
+            return 'wabridge_tenant_held{reason="whatsapp_token_refused",tenant="acme"} 1.0' in await response.text()
+
+    await wait_for(on_hold, 30, "acme's media held for its WhatsApp token", pipeline)
+    # Texts need no token: acme's other customers, and globex, are not held with the photo.
+    others = await pipeline.send(ACME, texts(["16505550732"], 2, "meanwhile "))
+    globex = await pipeline.send(GLOBEX, [InboundSpec(kind="image", wa_id="16505550831", text="globex photo")])
+    await pipeline.wait_arrived(ACME, others)
+    await pipeline.wait_arrived(GLOBEX, globex)
+    assert photo not in pipeline.arrived_ids(ACME)
+
+    # An operator stores the new token (what `wabridge tenants` does): the photo flows, once.
+    pool = await postgres.connect(pipeline.settings, min_size=1, max_size=1)
+    try:
+        store = TenantStore(pool, SecretBox.from_settings(pipeline.settings))
+        tenant = await store.get("acme")
+        secrets = tenant.secrets.model_copy(update={"meta_access_token": SecretStr("fake-rotated-token")})
+        await store.upsert(tenant.model_copy(update={"secrets": secrets}))
+        await invalidate_cached(pipeline.settings, tenant)
+    finally:
+        await pool.close()
+    await pipeline.wait_arrived(ACME, [photo], timeout_s=60)
+    assert pipeline.arrived_ids(ACME).count(photo) == 1
+    [accepted] = [a for a in pipeline.arrived(ACME) if a.body["channel"]["messageId"] == photo]
+    assert accepted.body["content"][0]["attachment"]["mediaType"] == "Image"
+    failed = await pg_rows(pipeline.settings, "SELECT message_id FROM message_tracking WHERE status = 'failed'")
+    assert failed == []
+    assert not await on_hold()

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from faust.types import EventT
 from prometheus_client import Counter
 
+from wabridge.agents import holds
 from wabridge.agents.holds import TenantHolds
 from wabridge.connectors import postgres
 from wabridge.connectors.genesys import backoff_delays
@@ -163,24 +164,31 @@ class StageContext:
             await self._pool.close()
         await self.redis.aclose()
 
-    async def retrying(self, stage: str, action: Callable[[], Awaitable[T]], *, tenant_id: str | None = None) -> T:
+    async def retrying(
+        self,
+        stage: str,
+        action: Callable[[], Awaitable[T]],
+        *,
+        tenant_id: str | None = None,
+        scope: str = holds.GENESYS,
+    ) -> T:
         """Run ``action`` until it does not raise ``TransientError`` (PermanentError passes through).
 
-        ``TenantHeld`` puts its tenant on hold (``agents.holds``) and waits its turn instead of
-        backing off alone; with ``tenant_id``, the action also waits while that tenant is held and
-        its success takes the tenant off hold.
+        ``TenantHeld`` puts its tenant on hold in its scope (``agents.holds``) and waits its turn
+        instead of backing off alone; with ``tenant_id``, the action also waits while that tenant is
+        held in ``scope`` (the peer the action needs) and its success takes that hold off.
         """
         delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
         while True:
             if tenant_id is not None:
-                await self.holds.wait_turn(tenant_id)
+                await self.holds.wait_turn(tenant_id, scope)
             try:
                 result = await action()
             except TenantHeld as exc:
                 RETRIES.labels(stage).inc()
                 self.holds.hold(exc)
                 if tenant_id is None:
-                    await self.holds.wait_turn(exc.tenant_id)
+                    await self.holds.wait_turn(exc.tenant_id, exc.scope)
                 continue
             except TransientError as exc:
                 RETRIES.labels(stage).inc()
@@ -189,7 +197,7 @@ class StageContext:
                 await asyncio.sleep(wait)
                 continue
             if tenant_id is not None:
-                self.holds.release(tenant_id)
+                self.holds.release(tenant_id, scope)
             return result
 
     def guarded(self, stage: str, handler: Handler) -> Handler:

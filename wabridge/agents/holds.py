@@ -37,46 +37,61 @@ class _Hold:
     probe: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+# Scopes of a hold (``TenantHeld.scope``): the peer whose refusal holds the tenant's work towards
+# it. A ``tenant`` hold (disabled) holds every scope of that tenant.
+GENESYS = "genesys"
+WHATSAPP = "whatsapp"
+WHOLE_TENANT = "tenant"
+
+
 class TenantHolds:
-    """The held tenants of one worker."""
+    """The held tenants of one worker, by tenant and scope: a refused WhatsApp token holds the
+    tenant's media downloads, not its text messages to Genesys."""
 
     def __init__(self, probe_every_s: float = PROBE_EVERY_S) -> None:
         self._probe_every_s = probe_every_s
-        self._held: dict[str, _Hold] = {}
+        self._held: dict[tuple[str, str], _Hold] = {}
 
-    def held(self) -> dict[str, str]:
-        """Tenant -> reason, for readiness and inspection."""
-        return {tenant: hold.reason for tenant, hold in self._held.items()}
+    def held(self) -> dict[str, list[str]]:
+        """Tenant -> the reasons it is held for, for readiness and inspection."""
+        reasons: dict[str, list[str]] = {}
+        for (tenant, _), hold in sorted(self._held.items()):
+            reasons.setdefault(tenant, []).append(hold.reason)
+        return reasons
 
     def hold(self, error: TenantHeld) -> None:
-        current = self._held.get(error.tenant_id)
+        key = (error.tenant_id, error.scope)
+        current = self._held.get(key)
         if current is not None and current.reason == error.reason:
             return
         if current is not None:
             HELD.labels(error.tenant_id, current.reason).set(0)
             current.reason = error.reason
         else:
-            self._held[error.tenant_id] = _Hold(error.reason, time.monotonic())
+            self._held[key] = _Hold(error.reason, time.monotonic())
         HELD.labels(error.tenant_id, error.reason).set(1)
         log.error(
             "tenant %s is on hold (%s): its messages wait, retried every %.0f s, until this is fixed: %s",
             error.tenant_id, error.reason, self._probe_every_s, error,
         )  # fmt: skip
 
-    def release(self, tenant_id: str) -> None:
-        hold = self._held.pop(tenant_id, None)
-        if hold is None:
-            return
-        HELD.labels(tenant_id, hold.reason).set(0)
-        hold.cleared.set()
-        log.warning(
-            "tenant %s is off hold after %.0f s: its messages flow again", tenant_id, time.monotonic() - hold.since
-        )
+    def release(self, tenant_id: str, scope: str) -> None:
+        """Work of ``scope`` succeeded for the tenant: that hold, and a whole-tenant one, are over."""
+        for key in ((tenant_id, scope), (tenant_id, WHOLE_TENANT)):
+            hold = self._held.pop(key, None)
+            if hold is None:
+                continue
+            HELD.labels(tenant_id, hold.reason).set(0)
+            hold.cleared.set()
+            log.warning(
+                "tenant %s is off hold (%s) after %.0f s: its messages flow again",
+                tenant_id, hold.reason, time.monotonic() - hold.since,
+            )  # fmt: skip
 
-    async def wait_turn(self, tenant_id: str) -> None:
-        """Return at once for a tenant not held; else when the hold clears or it is this caller's
-        turn to try again (one caller per period)."""
-        hold = self._held.get(tenant_id)
+    async def wait_turn(self, tenant_id: str, scope: str) -> None:
+        """Return at once for work whose tenant is not held in ``scope`` (nor as a whole); else when
+        the hold clears or it is this caller's turn to try again (one caller per period)."""
+        hold = self._held.get((tenant_id, WHOLE_TENANT)) or self._held.get((tenant_id, scope))
         if hold is None:
             return
         async with hold.probe:

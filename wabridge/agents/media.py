@@ -15,10 +15,11 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
+from wabridge.agents import holds
 from wabridge.agents.context import StageContext, send_and_wait
 from wabridge.errors import PermanentError
 from wabridge.media import MediaFetcher
-from wabridge.schemas.records import ResolvedMessage
+from wabridge.schemas.records import MEDIA_TYPE_BY_WHATSAPP_TYPE, ResolvedMessage
 from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import WA_READY, WA_RESOLVED
@@ -58,7 +59,15 @@ class MediaStage:
         message = resolved.message
         try:
             fetcher = await self.fetcher()
-            ready = await self.ctx.retrying(STAGE, lambda: fetcher.prepare(resolved))
+            # Media needs the tenant's WhatsApp token: it waits while Meta refuses that token (a
+            # ``whatsapp`` hold); other messages pass straight through, held by nothing here.
+            needs_token = message.type in MEDIA_TYPE_BY_WHATSAPP_TYPE
+            ready = await self.ctx.retrying(
+                STAGE,
+                lambda: fetcher.prepare(resolved),
+                tenant_id=message.tenant_id if needs_token else None,
+                scope=holds.WHATSAPP,
+            )
         except PermanentError as exc:
             await self.ctx.route_error(STAGE, event, exc, tenant_id=message.tenant_id, message_id=message.wamid)
             return
