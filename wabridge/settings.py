@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # changelog recovery after a rebalance finish early with the table incomplete
     # (tests/streams/test_two_workers.py failed 1 run in 2-4): keep 1500 unless measuring latency.
     kafka_fetch_max_wait_ms: int = Field(default=1500, ge=1)
-    # How long the bridge's producer waits for the broker before a send counts as failed (then the
-    # bridge holds and produces it again: nothing is returned to RabbitMQ, whatever the outage's length).
+    # How long the bridge's producer waits for the broker's answer to one request (then it asks again),
+    # and for Kafka's ack of a record before the bridge says it holds (nothing is returned to RabbitMQ,
+    # whatever the outage's length).
     kafka_request_timeout_ms: int = Field(default=30_000, ge=100)
 
     # --- S3 / MinIO ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from tests.integration.edge_fixtures import (
     read_topic,
     webhook_body,
 )
-from tests.services import OwnRabbitMQ, OwnTansu
+from tests.services import OwnRabbitMQ, TcpProxy
 from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.bridge import CONSUMER_RESTARTS, Bridge
 from wabridge.observability import NotReady
@@ -193,12 +193,12 @@ async def test_rabbitmq_closing_the_bridges_connection_mid_stream_loses_nothing(
 
 @pytest.mark.slow
 async def test_kafka_down_longer_than_the_delivery_limit_allows_dead_letters_nothing(
-    edge: RunningEdge, own_tansu: OwnTansu
+    edge: RunningEdge, kafka_proxy: TcpProxy
 ) -> None:
-    # Each send fails after 1 s; a bridge that returned failed webhooks to RabbitMQ would have
-    # spent their delivery limit (5) many times over in the 12 s outage.
+    # Each request times out after 1 s; a bridge that returned failed webhooks to RabbitMQ would
+    # have spent their delivery limit (5) many times over in the 12 s outage.
     settings = edge.settings.model_copy(
-        update={"kafka_bootstrap": own_tansu.bootstrap, "kafka_request_timeout_ms": 1000}
+        update={"kafka_bootstrap": f"127.0.0.1:{kafka_proxy.port}", "kafka_request_timeout_ms": 1000}
     )
     await kafka.ensure_topics(settings)
     edge.settings = settings
@@ -207,22 +207,57 @@ async def test_kafka_down_longer_than_the_delivery_limit_allows_dead_letters_not
     task = asyncio.create_task(bridge.run())
     try:
         await read_topic(settings, WA_INBOUND, len(before))
-        own_tansu.kill()
+        await kafka_proxy.cut()
         expected = []
         for round_ in range(1, 8):
             expected += await post_round(edge, round_)
         await asyncio.sleep(12)
         with pytest.raises(NotReady, match="kafka: holding"):
             await bridge.readiness()
-        own_tansu.start()  # empty (memory storage): everything read below was produced after the outage
-        await kafka.ensure_topics(settings)
-        records = await read_topic(settings, WA_INBOUND, len(expected), timeout_s=90)
+        await kafka_proxy.start()
+        records = await read_topic(settings, WA_INBOUND, len(before) + len(expected), timeout_s=90)
         assert await ready_within(bridge, 30)
     finally:
         await stop(bridge, task)
 
-    assert_in_order(records, expected)
+    assert_in_order(records, before + expected)
     assert await drain(settings, settings.queue(INBOUND_WHATSAPP_MESSAGES) + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
+
+
+async def test_kafka_back_between_two_of_a_customers_records_keeps_their_order(
+    edge: RunningEdge, kafka_proxy: TcpProxy
+) -> None:
+    # A customer writes twice while Kafka is away, the second message after the first's batch
+    # has waited a while. Kafka is back once the first batch has waited longer than the request
+    # timeout, the second not yet: the second may not land ahead of the first.
+    settings = edge.settings.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{kafka_proxy.port}", "kafka_request_timeout_ms": 3000}
+    )
+    await kafka.ensure_topics(settings)
+    edge.settings = settings
+    customer = CUSTOMERS[0]
+    wamids = [f"wamid.{customer}.{n}" for n in range(3)]
+
+    async def write(n: int) -> None:
+        await post(edge, webhook_body(InboundSpec(kind="text", wa_id=customer, wamid=wamids[n], text=str(n))))
+
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await write(0)
+        await read_topic(settings, WA_INBOUND, 1)
+        await kafka_proxy.cut()
+        await write(1)
+        await asyncio.sleep(1.8)
+        await write(2)
+        await asyncio.sleep(1.6)  # the first has waited 3.4 s, the second 1.6 s
+        await kafka_proxy.start()
+        records = await read_topic(settings, WA_INBOUND, 3, timeout_s=60)
+        assert await ready_within(bridge, 30)
+    finally:
+        await stop(bridge, task)
+
+    assert_in_order(records, wamids)
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ wamid + status for statuses), so nothing reaches an agent twice.
 
 Order: the queues are quorum queues with a single active consumer, and this connector produces
 records in the order it receives the webhooks; aiokafka keeps one batch in flight per partition,
-so a customer's records land on their partition in arrival order.
+and here its batches never expire (:func:`_keep_batches_until_taken`), so a customer's records
+land on their partition in arrival order even when Kafka comes back in the middle of a backlog.
 
 Acks: each queue is consumed on its own channel, and the messages whose records Kafka has taken
 are acked in runs, one ``basic.ack`` (``multiple``) per run rather than one per message.
@@ -22,8 +23,9 @@ Nothing stops it (ARCHITECTURE.md, invariants 1, 2 and 6). Every failure is one 
   message goes to its dead-letter queue with an ``x-wabridge-reason`` header and its raw body, a
   log line names queue, tenant and reason, a metric counts it, and consumption goes on.
 * **Kafka cannot take records** (down, no leader, timeouts): the bridge *holds*. It stops taking
-  new messages, produces what failed again in the order it was received, with backoff, for as
-  long as the outage lasts, and then flows on. Nothing is returned to RabbitMQ meanwhile, so an
+  new messages once Kafka has not acknowledged a record within the request timeout, keeps what it
+  produced until Kafka takes it (or produces again, in the order received, what Kafka failed),
+  for as long as the outage lasts, and then flows on. Nothing is returned to RabbitMQ meanwhile, so an
   outage of any length spends none of a message's delivery limit. ``/readyz`` says 503 with the
   reason while holding.
 * **RabbitMQ goes away** (channel closed, connection lost): every queue's consumer is supervised;
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -48,13 +51,14 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter, Gauge
 
 from wabridge.connectors import rabbitmq
 from wabridge.connectors.genesys import backoff_delays
-from wabridge.errors import PermanentError, TransientError
+from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.failures import classify, describe
 from wabridge.observability import NotReady, health_routes
 from wabridge.schemas.meta import WebhookShapeError, parse_webhook, split_webhook
@@ -178,6 +182,23 @@ def tenant_of(message: AbstractIncomingMessage) -> str:
         return "?"
 
 
+def _keep_batches_until_taken(producer: AIOKafkaProducer) -> None:
+    """Make ``producer`` keep every batch until Kafka takes it, however long Kafka is away.
+
+    aiokafka fails a batch older than ``request_timeout_ms`` (no leader, or an error while it
+    waited). The batch of a customer's later message, appended after that one, can still be sent
+    once Kafka is back, before the bridge has produced the failed record again: the customer's
+    messages would land out of order. A batch that never expires goes out in append order, so a
+    partition's records land in the order the bridge produced them. Each request still times out
+    and is retried; only giving up on a batch is removed (the bridge never gives up on a record
+    either: it holds). Stopping gives up on what is left (:meth:`Bridge._stop_producer`).
+    """
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is None or not hasattr(accumulator, "_batch_ttl"):
+        raise ConfigurationError("this aiokafka version has no batch TTL to lift; the bridge cannot keep order")
+    accumulator._batch_ttl = math.inf
+
+
 class Bridge:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -192,6 +213,8 @@ class Bridge:
             max_batch_size=256 * 1024,
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
+        _keep_batches_until_taken(self._producer)
+        self._request_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._stopping = asyncio.Event()
         # Set while records may be produced; cleared while Kafka cannot take them (holding).
         self._flowing = asyncio.Event()
@@ -213,7 +236,16 @@ class Bridge:
             await self._stopping.wait()
             await asyncio.gather(*supervised, return_exceptions=True)
         finally:
-            await self._producer.stop()
+            await self._stop_producer()
+
+    async def _stop_producer(self) -> None:
+        """Flush what Kafka will take within the grace period; give up the rest (its queue messages
+        were not acked and go back to RabbitMQ), since batches do not expire by themselves here."""
+        accumulator = self._producer._message_accumulator
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(accumulator.flush(), STOP_GRACE_S)
+        accumulator.fail_all(KafkaTimeoutError("the bridge stopped before Kafka took the record"))
+        await self._producer.stop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -428,7 +460,7 @@ class Bridge:
     async def _settle(self, batch: list[Produced], dead_letters: AbstractChannel) -> None:
         unacked: Produced | None = None  # the last of a run of bridged messages, not yet acked
         for produced in batch:
-            results = await asyncio.gather(*produced.futures, return_exceptions=True)
+            results = await self._taken(produced)
             try:
                 for index, result in enumerate(results):
                     if isinstance(result, BaseException):
@@ -454,6 +486,18 @@ class Bridge:
             unacked = produced
         if unacked is not None:
             await unacked.message.ack(multiple=True)
+
+    async def _taken(self, produced: Produced) -> list[RecordMetadata | BaseException]:
+        """Kafka's answer for each record of ``produced``. Batches do not expire, so while Kafka is
+        away this waits; past the request timeout the bridge says it holds (``/readyz``, gauge)."""
+        answers = asyncio.gather(*produced.futures, return_exceptions=True)
+        while True:
+            try:
+                return list(await asyncio.wait_for(asyncio.shield(answers), self._request_timeout_s))
+            except TimeoutError:
+                self._enter_hold(
+                    TransientError(f"kafka has not acknowledged records for {self._request_timeout_s:.0f} s")
+                )
 
     async def _dead_letter(
         self, channel: AbstractChannel, queue_name: str, message: AbstractIncomingMessage, reason: str
