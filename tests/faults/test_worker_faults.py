@@ -13,8 +13,10 @@ import asyncpg
 from pydantic import SecretStr
 
 from tests.services import OwnPostgres
+from wabridge.agents.context import StageContext
 from wabridge.connectors import postgres
 from wabridge.settings import Settings
+from wabridge.streams.app import create_app
 from wabridge.tables.mirror import ActivityCoalescer
 
 
@@ -57,3 +59,16 @@ async def test_activity_writer_keeps_its_values_across_a_postgres_crash(
         assert abs(float(stamp) - at) < 0.001
     finally:
         await pool.close()
+
+
+async def test_lanes_starting_together_share_one_sink_and_one_tenant_directory(provisioned: Settings) -> None:
+    # A second sink made while the first lane awaited the pool was dropped with its task pending
+    # ("Task was destroyed but it is pending!") and batched nothing with the others.
+    ctx = StageContext(create_app(provisioned), provisioned)
+    try:
+        sinks = await asyncio.gather(*(ctx.sink() for _ in range(20)))
+        directories = await asyncio.gather(*(ctx.directory() for _ in range(20)))
+        assert len({id(sink) for sink in sinks}) == 1
+        assert len({id(directory) for directory in directories}) == 1
+    finally:
+        await ctx.close()

@@ -109,9 +109,9 @@ class StageContext:
     async def directory(self) -> TenantDirectory:
         """Tenants by id (with their decrypted credentials), cached in-process for a few seconds."""
         if self._directory is None:
-            self._directory = TenantDirectory(
-                TenantStore(await self.pool(), self.box), self.redis, self.box, self.settings
-            )
+            pool = await self.pool()
+            if self._directory is None:  # again after the await: one directory (one cache) per worker
+                self._directory = TenantDirectory(TenantStore(pool, self.box), self.redis, self.box, self.settings)
         return self._directory
 
     async def tenant(self, tenant_id: str) -> Tenant:
@@ -153,7 +153,11 @@ class StageContext:
 
     async def sink(self) -> GroupCommitSink:
         if self._sink is None:
-            self._sink = GroupCommitSink(await self.pool())
+            pool = await self.pool()
+            # Checked again after the await: lanes starting together must share one sink (a second
+            # one would be dropped with its task pending, and its batches would not be shared).
+            if self._sink is None:
+                self._sink = GroupCommitSink(pool)
         return self._sink
 
     async def close(self) -> None:

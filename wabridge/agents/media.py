@@ -40,8 +40,10 @@ class MediaStage:
     async def fetcher(self) -> MediaFetcher:
         if self._fetcher is None:
             directory = await self.ctx.directory()
-            ctx = self.ctx
-            self._fetcher = MediaFetcher.create(ctx.settings, tenants=directory, redis=ctx.redis, box=ctx.box)
+            # Again after the await: lanes starting together share one fetcher (one memory budget).
+            if self._fetcher is None:
+                ctx = self.ctx
+                self._fetcher = MediaFetcher.create(ctx.settings, tenants=directory, redis=ctx.redis, box=ctx.box)
         return self._fetcher
 
     async def close(self) -> None:
