@@ -1,0 +1,123 @@
+"""Seeded hostile webhooks through the real processes: validly signed Meta webhooks of every
+message type, each with one field somewhere in the body deleted, nulled, retyped, made huge,
+nested deep or pushed out of range. None gets a 5xx from the edge, no process stops or stops
+being ready, and every customer's valid messages after them reach the agent once and in order.
+
+``WABRIDGE_HOSTILE_SEED`` replays a run; ``WABRIDGE_HOSTILE_COUNT`` sends more by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from typing import Any
+
+from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, wait_for
+from tests.pipeline.test_poison_records import ready
+from tests.unit import meta_payloads as P
+from wabridge.simulators.customer import InboundSpec, sign_webhook
+
+SEED = int(os.environ.get("WABRIDGE_HOSTILE_SEED", "20261202"))
+COUNT = int(os.environ.get("WABRIDGE_HOSTILE_COUNT", "150"))
+FUZZ_CUSTOMERS = [f"1650555{4000 + i}" for i in range(5)]
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"n": [value]}
+    return value
+
+
+# What a field may become: each a (name, new value) maker.
+MUTATIONS: list[tuple[str, Any]] = [
+    ("null", lambda rng: None),
+    ("empty string", lambda rng: ""),
+    ("empty object", lambda rng: {}),
+    ("empty list", lambda rng: []),
+    ("bool", lambda rng: rng.choice([True, False])),
+    ("int", lambda rng: rng.choice([0, -1, 2**31, 2**63, 10**40, -(10**40)])),
+    ("float", lambda rng: rng.choice([1e30, -1e308, 1e308, 0.5, -0.0])),
+    ("string", lambda rng: rng.choice(["x", "0", "-1", "99999999999999999999", "\u0000\ud7ff\u202e", "<b>&"])),
+    ("huge string", lambda rng: "W" * rng.choice([5_000, 70_000])),
+    ("list of junk", lambda rng: [None, 1, "a", {"b": []}]),
+    ("object of junk", lambda rng: {"unexpected": [1, {"x": None}]}),
+    ("deep nesting", lambda rng: nested(rng.choice([40, 300]))),
+]
+
+
+def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path in ``node`` (the root's own fields and below)."""
+    found = []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found.append((*prefix, key))
+            found += paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            found.append((*prefix, index))
+            found += paths(child, (*prefix, index))
+    return found
+
+
+def mutate(body: dict[str, Any], rng: random.Random) -> str:
+    """Change one field anywhere in ``body``; returns what was done, for the failure message."""
+    path = rng.choice(paths(body))
+    parent: Any = body
+    for step in path[:-1]:
+        parent = parent[step]
+    if rng.random() < 0.15 and isinstance(parent, dict):
+        del parent[path[-1]]
+        return f"{'.'.join(map(str, path))} deleted"
+    name, make = rng.choice(MUTATIONS)
+    parent[path[-1]] = make(rng)
+    return f"{'.'.join(map(str, path))} -> {name}"
+
+
+def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
+    kind = rng.choice(sorted(P.MESSAGES))
+    customer = rng.choice(FUZZ_CUSTOMERS)
+    message = P.get(kind)
+    message.update({"id": f"wamid.hostile.{SEED}.{index}", "from": customer})
+    message.pop("from_user_id", None)
+    body = P.single(message, contacts=[P.contact(wa_id=customer, user_id=None)])
+    body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = ACME.phone_number_id
+    done = mutate(body, rng)
+    return json.dumps(body).encode(), f"{kind}: {done}"
+
+
+async def test_hostile_webhooks_get_a_clear_answer_and_stop_nothing(pipeline: Pipeline) -> None:
+    rng = random.Random(SEED)
+    url = f"http://127.0.0.1:{pipeline.settings.webhook_port}/webhook/meta"
+    statuses: Counter[int] = Counter()
+    server_errors = []
+    for index in range(COUNT):
+        body, what = hostile_webhook(rng, index)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_webhook(ACME.app_secret, body)}
+        async with pipeline.http.post(url, data=body, headers=headers) as response:
+            statuses[response.status] += 1
+            if response.status >= 500:
+                server_errors.append((what, response.status, (await response.text())[:200]))
+    assert server_errors == [], f"seed {SEED}: {server_errors[:5]}"
+
+    # Everyone's valid messages after the storm, the storm's own customers included.
+    customers = [*FUZZ_CUSTOMERS, "16505554100"]
+    after = await pipeline.send(
+        ACME, [InboundSpec(kind="text", wa_id=c, text=f"after {c} #{n}") for n in range(2) for c in customers]
+    )
+    globex = await pipeline.send(GLOBEX, [InboundSpec(kind="text", wa_id="16505554200", text="globex")])
+    await pipeline.wait_arrived(ACME, after, timeout_s=120)
+    await pipeline.wait_arrived(GLOBEX, globex)
+    for customer in customers:
+        texts = [
+            a.body.get("text")
+            for a in pipeline.arrived(ACME)
+            if a.body["channel"]["from"]["id"] == customer and str(a.body.get("text", "")).startswith("after ")
+        ]
+        assert texts == [f"after {customer} #{n}" for n in range(2)], f"seed {SEED}: {customer}"
+    for port in (pipeline.settings.webhook_port, pipeline.settings.bridge_metrics_port, pipeline.settings.worker_port):
+        await wait_for(lambda port=port: ready(pipeline, port), 30, f"port {port} ready", pipeline)
+    assert all(p.proc is not None and p.proc.poll() is None for p in pipeline.processes.values()), pipeline.states()
+    print(f"hostile webhooks: seed {SEED}, {COUNT} sent, answers {dict(statuses)}")
