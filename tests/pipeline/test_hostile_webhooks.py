@@ -1,5 +1,6 @@
 """Seeded hostile webhooks through the real processes: validly signed Meta webhooks of every
-message type, each with one field somewhere in the body deleted, nulled, retyped, made huge,
+message type and Genesys outbound webhooks of every kind (agent text with attachments, typing,
+receipt), each with one field somewhere in the body deleted, nulled, retyped, made huge,
 nested deep or pushed out of range. None gets a 5xx from the edge, no process stops or stops
 being ready, and every customer's valid messages after them reach the agent once and in order.
 
@@ -14,10 +15,21 @@ import random
 from collections import Counter
 from typing import Any
 
+import orjson
+
+from tests.integration.edge_fixtures import read_topic
 from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, wait_for
 from tests.pipeline.test_poison_records import ready
 from tests.unit import meta_payloads as P
+from wabridge.simulators.agent import (
+    AgentAttachment,
+    build_agent_text,
+    build_agent_typing,
+    build_inbound_receipt,
+    sign_outbound,
+)
 from wabridge.simulators.customer import InboundSpec, sign_webhook
+from wabridge.streams.topics import ERROR_EVENTS
 
 SEED = int(os.environ.get("WABRIDGE_HOSTILE_SEED", "20261202"))
 COUNT = int(os.environ.get("WABRIDGE_HOSTILE_COUNT", "150"))
@@ -76,6 +88,32 @@ def mutate(body: dict[str, Any], rng: random.Random) -> str:
     return f"{'.'.join(map(str, path))} -> {name}"
 
 
+def genesys_kinds(customer: str, index: int) -> dict[str, dict[str, Any]]:
+    integration = ACME.integration_id
+    attachment = AgentAttachment(
+        id=f"media-{index}", media_type="Image", url="http://127.0.0.1:1/x.jpg", mime="image/jpeg",
+        filename="x.jpg", size_bytes=100,
+    )  # fmt: skip
+    return {
+        "agent text": build_agent_text(
+            integration_id=integration, to_id=customer, text="hello", attachments=[attachment], message_id=f"g-{index}"
+        ),
+        "typing": build_agent_typing(integration_id=integration, to_id=customer),
+        "receipt": build_inbound_receipt(
+            integration_id=integration, genesys_message_id=f"g-{index}", wamid=f"wamid.x.{index}", to_id=customer
+        ),
+    }
+
+
+def hostile_genesys_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
+    customer = rng.choice(FUZZ_CUSTOMERS)
+    kinds = genesys_kinds(customer, index)
+    kind = rng.choice(sorted(kinds))
+    body = kinds[kind]
+    done = mutate(body, rng)
+    return json.dumps(body).encode(), f"genesys {kind}: {done}"
+
+
 def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
     kind = rng.choice(sorted(P.MESSAGES))
     customer = rng.choice(FUZZ_CUSTOMERS)
@@ -90,12 +128,17 @@ def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
 
 async def test_hostile_webhooks_get_a_clear_answer_and_stop_nothing(pipeline: Pipeline) -> None:
     rng = random.Random(SEED)
-    url = f"http://127.0.0.1:{pipeline.settings.webhook_port}/webhook/meta"
+    edge = f"http://127.0.0.1:{pipeline.settings.webhook_port}/webhook"
     statuses: Counter[int] = Counter()
     server_errors = []
     for index in range(COUNT):
-        body, what = hostile_webhook(rng, index)
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_webhook(ACME.app_secret, body)}
+        if rng.random() < 0.7:
+            body, what = hostile_webhook(rng, index)
+            url, signature = f"{edge}/meta", sign_webhook(ACME.app_secret, body)
+        else:
+            body, what = hostile_genesys_webhook(rng, index)
+            url, signature = f"{edge}/genesys", sign_outbound(ACME.webhook_secret, body)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
         async with pipeline.http.post(url, data=body, headers=headers) as response:
             statuses[response.status] += 1
             if response.status >= 500:
@@ -120,4 +163,8 @@ async def test_hostile_webhooks_get_a_clear_answer_and_stop_nothing(pipeline: Pi
     for port in (pipeline.settings.webhook_port, pipeline.settings.bridge_metrics_port, pipeline.settings.worker_port):
         await wait_for(lambda port=port: ready(pipeline, port), 30, f"port {port} ready", pipeline)
     assert all(p.proc is not None and p.proc.poll() is None for p in pipeline.processes.values()), pipeline.states()
+    # What could not be used is on error-events, each record saying whose it was.
+    errors = [orjson.loads(r.value) for r in await read_topic(pipeline.settings, ERROR_EVENTS, 1, timeout_s=5)]
+    assert errors, f"seed {SEED}: nothing routed to {ERROR_EVENTS}"
+    assert {e["tenant_id"] for e in errors} == {"acme"}, [e for e in errors if e["tenant_id"] != "acme"][:3]
     print(f"hostile webhooks: seed {SEED}, {COUNT} sent, answers {dict(statuses)}")

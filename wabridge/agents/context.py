@@ -275,10 +275,19 @@ class StageContext:
         tenant_id: str | None = None,
         message_id: str | None = None,
     ) -> None:
-        """Put ``event`` on ERROR_EVENTS with the reason and where it came from; wait for the ack."""
+        """Put ``event`` on ERROR_EVENTS with the reason and where it came from; wait for the ack.
+
+        Tenant and message id not given are read from the record itself where it holds them; both
+        are bounded, since they may be whatever a hostile payload put there.
+        """
         message = event.message
         key = event.key if isinstance(event.key, str) else None
         value = event.value if isinstance(event.value, bytes) else b""
+        if tenant_id is None or message_id is None:
+            who = identify_record(value)
+            tenant_id = tenant_id or who.tenant_id
+            message_id = message_id or who.message_id
+        tenant_id, message_id = _text(tenant_id), _text(message_id)
         record = {
             "stage": stage,
             "reason": error.reason,
