@@ -13,6 +13,15 @@ Errors are classified here, once, where they are understood (the error codes tab
 reference): a refused token is ``MetaAuthError`` (drop the cached token, retry once), rate limits,
 5xx and timeouts are ``TransientError`` (``retry_after`` from ``Retry-After``), other 4xx are
 ``MediaRefused``. ``WhatsAppTokens`` holds each tenant's token in Redis, encrypted.
+
+Sending (``POST {graph}/{version}/{phone_number_id}/messages``, reference: Sending, Throughput and
+errors): 200 with ``messages[0].id`` means *accepted* (the wamid; delivery comes later as a status
+webhook). A refusal is classified once by :func:`send_error`, the same table a ``failed`` status's
+``errors[].code`` goes through: the token (``MetaAuthError``), the number's throughput
+(``NumberRateLimited``: 4, 80007, 130429), this customer's pair rate (``PairRateLimited``:
+131056), Meta's own trouble (``TransientError``: 1, 2, 131000, 131016, 131057, 5xx, 429, timeouts),
+or a refusal no retry changes (``SendRefused`` with ``reason`` ``meta_<code>``; ``WindowClosed``
+for 131047, which needs a template).
 """
 
 from __future__ import annotations
@@ -83,6 +92,87 @@ class MediaRefused(PermanentError):
         super().__init__(message, reason=f"meta_http_{status}" if code is None else f"meta_error_{code}")
         self.status = status
         self.code = code
+
+
+# --- sending ---------------------------------------------------------------------------------------
+
+# The text body limit of a WhatsApp text message (characters).
+TEXT_LIMIT = 4096
+
+# Send refusals: the reference's table. What no retry changes is SendRefused; the rest wait.
+_NUMBER_RATE_CODES = frozenset({4, 80007, 130429})
+_PAIR_RATE_CODE = 131056
+_WINDOW_CLOSED_CODE = 131047
+_SEND_RETRY_CODES = frozenset({1, 2, 131000, 131016, 131057})
+
+
+class NumberRateLimited(TransientError):
+    """The business number is over its throughput (4, 80007, 130429): every send from it waits."""
+
+
+class PairRateLimited(TransientError):
+    """Too many messages to this one customer (131056): only this customer's sends wait."""
+
+
+class SendRefused(PermanentError):
+    """Meta refused the message for good (undeliverable, opted out, unsupported, a template error…)."""
+
+    def __init__(self, message: str, *, code: int | None, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason or (f"meta_{code}" if code is not None else "meta_refused"))
+        self.code = code
+
+
+class WindowClosed(SendRefused):
+    """131047: more than 24 hours since the customer's last message; only a template may be sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=_WINDOW_CLOSED_CODE, reason="window_closed")
+
+
+def send_error(
+    code: int | None, summary: str, *, http_status: int | None = None, retry_after: float | None = None
+) -> Exception:
+    """The error for a refused send: a Graph error code (a sync answer or a ``failed`` status's
+    ``errors[].code``) and, for a sync answer, its HTTP status."""
+    if http_status == 401 or code in _AUTH_CODES:
+        return MetaAuthError(summary)
+    if code in _NUMBER_RATE_CODES:
+        return NumberRateLimited(summary, retry_after=retry_after)
+    if code == _PAIR_RATE_CODE:
+        return PairRateLimited(summary, retry_after=retry_after)
+    if code == _WINDOW_CLOSED_CODE:
+        return WindowClosed(summary)
+    if code in _SEND_RETRY_CODES or (http_status is not None and (http_status in (408, 429) or http_status >= 500)):
+        return TransientError(summary, retry_after=retry_after)
+    return SendRefused(summary, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Meta took the message: its wamid (statuses for it come as webhooks) and the customer's wa_id."""
+
+    wamid: str
+    wa_id: str | None
+
+
+def text_parts(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """``text`` in order, in parts of at most ``limit`` characters, each cut at the last paragraph,
+    line or word break of its second half; inside a word only when it has none."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        for separator in ("\n\n", "\n", " "):
+            cut = window.rfind(separator)
+            if cut >= limit // 2:
+                break
+        else:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest or not parts:
+        parts.append(rest)
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +259,52 @@ class MetaGraphClient:
                 return bytes(received)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"media download failed: {exc!r}") from exc
+
+    async def send_message(
+        self, tenant: Tenant, phone_number_id: str, token: SecretStr, message: dict[str, Any]
+    ) -> Accepted:
+        """Send ``message`` (the part after ``messaging_product``: ``to``, ``type``, ``<type>``…) from
+        the tenant's number; ``Accepted`` with the wamid, else the error :func:`send_error` gives.
+
+        A timeout is a ``TransientError``: whether Meta took the message is then unknown, and the
+        caller's bracket (tracked attempts) decides what a resend means.
+        """
+        base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
+        url = f"{base}/{quote(phone_number_id, safe='')}/messages"
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
+        try:
+            async with self._client().post(
+                url, data=orjson.dumps(body), headers={**_bearer(token), "Content-Type": "application/json"},
+                timeout=self._request_timeout,
+            ) as response:  # fmt: skip
+                raw = await response.read()
+                if response.status != 200:
+                    error = _graph_error(raw)
+                    code = error.get("code") if isinstance(error.get("code"), int) else None
+                    summary = f"send from {phone_number_id}: HTTP {response.status}" + (
+                        f", Graph code {code}: {error.get('message')}" if code is not None else ""
+                    )
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise send_error(code, summary, http_status=response.status, retry_after=retry_after)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"send from {phone_number_id} failed: {exc!r}") from exc
+        return _accepted(phone_number_id, raw)
+
+
+def _accepted(phone_number_id: str, raw: bytes) -> Accepted:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    messages = body.get("messages") if isinstance(body, dict) else None
+    first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
+    if not isinstance(first.get("id"), str) or not first["id"]:
+        # Taken or not is unknown: retried, and the caller's bracket counts the resend.
+        raise TransientError(f"send from {phone_number_id} answered 200 without a message id")
+    contacts = body.get("contacts") if isinstance(body, dict) else None
+    contact = contacts[0] if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict) else {}
+    wa_id = contact.get("wa_id")
+    return Accepted(wamid=first["id"], wa_id=wa_id if isinstance(wa_id, str) else None)
 
 
 def _bearer(token: SecretStr) -> dict[str, str]:

@@ -170,6 +170,8 @@ class MetaSimulator:
         self._media: dict[str, StoredMedia] = {}
         # Faults for the next media a customer sends to a number: (404s, corrupted downloads).
         self._next_media_faults: dict[str, tuple[int, int]] = {}
+        # phone_number_id -> refusals its next sends get: (HTTP status, Graph code, Retry-After)
+        self._send_faults: dict[str, list[tuple[int, int, str | None]]] = {}
         self._media_urls: dict[str, tuple[str, float]] = {}  # url key -> (media id, expires at)
         self._windows: dict[tuple[str, str], float] = {}  # (phone_number_id, wa_id) -> last inbound
         self._sent: dict[str, SentMessage] = {}
@@ -211,6 +213,13 @@ class MetaSimulator:
     def fault_next_media(self, phone_number_id: str, *, failing_downloads: int = 0, corrupt_downloads: int = 0) -> None:
         """Fault for the next media sent to this number (its id does not exist yet): 404s, damaged bytes."""
         self._next_media_faults[phone_number_id] = (failing_downloads, corrupt_downloads)
+
+    def fault_next_sends(
+        self, phone_number_id: str, status: int, code: int, *, count: int = 1, retry_after: str | None = None
+    ) -> None:
+        """Fault: the number's next ``count`` sends are refused at once with this Graph error (a
+        rate limit answered synchronously, a 5xx, an invalid parameter…)."""
+        self._send_faults.setdefault(phone_number_id, []).extend([(status, code, retry_after)] * count)
 
     def store_media(self, phone_number_id: str, data: bytes, mime_type: str, filename: str = "") -> MediaRef:
         """Hold media as if the customer had sent it to this number; the id works with the Graph API."""
@@ -353,6 +362,12 @@ class MetaSimulator:
         number = self.phone_numbers.get(phone_number_id)
         if number is None or phone_number_id not in numbers:
             return _no_such_object(phone_number_id, "post")
+        if self._send_faults.get(phone_number_id):
+            status, code, retry_after = self._send_faults[phone_number_id].pop(0)
+            refused = graph_error(status, f"(#{code}) refused by a fault of the simulator", code)
+            if retry_after is not None:
+                refused.headers["Retry-After"] = retry_after
+            return refused
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
