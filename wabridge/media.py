@@ -30,7 +30,7 @@ import logging
 import mimetypes
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
@@ -52,7 +52,6 @@ from wabridge.connectors.meta_graph import (
     MediaRefused,
     MediaTooLarge,
     MediaUrlExpired,
-    MetaAuthError,
     MetaGraphClient,
     WhatsAppTokens,
 )
@@ -273,7 +272,9 @@ class MediaFetcher:
                 message, MediaUnavailableReason.EXPIRED, "WhatsApp keeps media for 7 days; this message is older."
             )
         try:
-            return await self._with_token(tenant, lambda token: self._fetch(message, tenant, media_id, token, checked))
+            return await self._tokens.using(
+                tenant, lambda token: self._fetch(message, tenant, media_id, token, checked)
+            )
         except MediaGone as exc:
             log.info("media of message %s (tenant %s) is gone: %s", message.wamid, tenant.id, exc)
             return _unavailable(message, MediaUnavailableReason.EXPIRED, "WhatsApp no longer has this file.")
@@ -356,27 +357,6 @@ class MediaFetcher:
             )
             if mismatches >= CHECKSUM_ATTEMPTS:
                 return None
-
-    async def _with_token(self, tenant: Tenant, action: Callable[[SecretStr], Awaitable[T]]) -> T:
-        """Run ``action`` with the tenant's token; once more with its stored one if Meta refuses it."""
-        token = await self._tokens.get(tenant)
-        try:
-            return await action(token)
-        except MetaAuthError as exc:
-            refused = exc
-        await self._tokens.drop(tenant.id)
-        fresh = await self._tokens.get(tenant)
-        if fresh.get_secret_value() != token.get_secret_value():
-            log.warning("Meta refused the cached WhatsApp token of tenant %s; retrying with its stored one", tenant.id)
-            try:
-                return await action(fresh)
-            except MetaAuthError as exc:
-                refused = exc
-        raise TenantHeld(
-            f"Meta refused the WhatsApp token of tenant {tenant.id} (store a valid one): {refused}",
-            tenant_id=tenant.id,
-            reason="whatsapp_token_refused",
-        ) from refused
 
     # -- PostgreSQL and S3 -------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ for 131047, which needs a template).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -37,11 +38,13 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from wabridge.errors import ConfigurationError, PermanentError, TransientError, retry_after_seconds
+from wabridge.errors import ConfigurationError, PermanentError, TenantHeld, TransientError, retry_after_seconds
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, Tenant
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The seed's ``tenant:{id}:whatsapp:token`` lives a day; a rotated token is picked up on the first 401.
 TOKEN_TTL_S = 24 * 3600
@@ -396,6 +399,28 @@ class WhatsAppTokens:
         except RedisError as exc:
             log.warning("redis unavailable, WhatsApp token of tenant %s not cached: %s", tenant.id, exc)
         return token
+
+    async def using(self, tenant: Tenant, action: Callable[[SecretStr], Awaitable[T]]) -> T:
+        """Run ``action`` with the tenant's token; once more with its stored one if Meta refuses the
+        cached one. Refused again: ``TenantHeld`` (``whatsapp_token_refused``), for an operator."""
+        token = await self.get(tenant)
+        try:
+            return await action(token)
+        except MetaAuthError as exc:
+            refused = exc
+        await self.drop(tenant.id)
+        fresh = await self.get(tenant)
+        if fresh.get_secret_value() != token.get_secret_value():
+            log.warning("Meta refused the cached WhatsApp token of tenant %s; retrying with its stored one", tenant.id)
+            try:
+                return await action(fresh)
+            except MetaAuthError as exc:
+                refused = exc
+        raise TenantHeld(
+            f"Meta refused the WhatsApp token of tenant {tenant.id} (store a valid one): {refused}",
+            tenant_id=tenant.id,
+            reason="whatsapp_token_refused",
+        ) from refused
 
     async def drop(self, tenant_id: str) -> None:
         """Forget the cached token (Meta refused it); the next ``get`` reads the tenant's credentials."""
