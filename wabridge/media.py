@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -72,7 +72,6 @@ from wabridge.tenants import SecretBox, Tenant
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Genesys takes attachments up to 25 MB (reference: genesys-open-messaging.md).
 GENESYS_ATTACHMENT_LIMIT = 25 * 1024 * 1024

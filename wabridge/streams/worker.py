@@ -18,6 +18,7 @@ from wabridge.agents.deliver import register_deliver
 from wabridge.agents.genesys_events import register_genesys_events
 from wabridge.agents.media import register_media
 from wabridge.agents.normalize import register_normalize
+from wabridge.agents.outbound import register_outbound
 from wabridge.agents.resolve_conversation import register_resolve_conversation
 from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
@@ -42,6 +43,7 @@ def build_worker(settings: Settings) -> faust.App:
     auth = GenesysAuth(ctx.redis, settings)
     genesys = GenesysClient(auth)
     register_deliver(app, ctx, genesys, conversations)
+    outbound = register_outbound(app, ctx, conversations)
     register_genesys_events(app, ctx)
     register_state_api(app, ctx, conversations)
     register_auth_api(app, auth, ctx.directory)
@@ -70,6 +72,7 @@ def build_worker(settings: Settings) -> faust.App:
         except RedisError as exc:
             log.warning("could not withdraw this worker from Redis (its entry expires by itself): %s", exc)
         await media.close()
+        await outbound.close()
         await genesys.close()
         await auth.close()
         await ctx.close()

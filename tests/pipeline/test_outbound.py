@@ -1,0 +1,82 @@
+"""Agents answer: an agent's text goes from the Genesys simulator through the real edge, bridge,
+broker and worker to the Meta simulator, once, in the order the agent wrote, split at WhatsApp's
+limit; every part is tracked with its wamid and Genesys id, and a webhook Genesys sends twice is
+sent once."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, pg_rows, wait_for
+from wabridge.simulators.agent import build_agent_text, sign_outbound
+from wabridge.simulators.customer import InboundSpec
+
+
+def sent_texts(pipeline: Pipeline, phone_number_id: str, customer: str) -> list[str]:
+    return [
+        m.body["text"]["body"]
+        for m in pipeline.meta.sent_messages(phone_number_id)
+        if m.to == customer and m.type == "text"
+    ]
+
+
+async def test_agent_texts_reach_the_customer_once_in_order_and_split_at_the_limit(pipeline: Pipeline) -> None:
+    customer, other = "16505550601", "16505550602"
+    # The customers write first: their conversations exist and their 24-hour windows are open.
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=c, text="hi") for c in (customer, other)])
+    globex = await pipeline.send(GLOBEX, [InboundSpec(kind="text", wa_id="16505550603", text="hi")])
+    await pipeline.wait_arrived(ACME, opened)
+    await pipeline.wait_arrived(GLOBEX, globex)
+
+    long_text = ("Here is everything about your order. " * 60 + "\n\n") * 3  # ~6,800 characters
+    agent_ids = []
+    for text in ("Hello!", "How can I help?", long_text):
+        delivery = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text=text)
+        agent_ids.append(delivery.message_id)
+    await pipeline.genesys.send_agent_message(ACME.integration_id, other, text="And you?")
+    await pipeline.genesys.send_agent_message(GLOBEX.integration_id, "16505550603", text="Globex here")
+
+    async def all_sent() -> bool:
+        return len(sent_texts(pipeline, ACME.phone_number_id, customer)) >= 5 and bool(
+            sent_texts(pipeline, GLOBEX.phone_number_id, "16505550603")
+        )
+
+    await wait_for(all_sent, 60, "the agents' texts at Meta", pipeline)
+    texts = sent_texts(pipeline, ACME.phone_number_id, customer)
+    assert texts[:2] == ["Hello!", "How can I help?"]
+    # The long one in parts within the limit, cut at its paragraph breaks, in order, nothing lost.
+    assert len(texts) == 5 and all(len(t) <= 4096 for t in texts[2:])
+    assert [t.strip() for t in texts[2:]] == [p.strip() for p in long_text.split("\n\n") if p]
+    assert sent_texts(pipeline, ACME.phone_number_id, other) == ["And you?"]
+    assert sent_texts(pipeline, GLOBEX.phone_number_id, "16505550603") == ["Globex here"]
+
+    # Each part is tracked under the wamid Meta gave it, linked to the agent's Genesys message id.
+    rows = await pg_rows(
+        pipeline.settings,
+        "SELECT message_id, genesys_message_id, status FROM message_tracking "
+        "WHERE direction = 'outbound' AND tenant_id = 'acme' AND customer_id = $1",
+        customer,
+    )
+    wamids = {m.wamid for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer}
+    assert {r["message_id"] for r in rows} == wamids
+    assert sorted(r["genesys_message_id"] for r in rows) == sorted([*agent_ids[:2], *[agent_ids[2]] * 3])
+
+
+async def test_a_webhook_genesys_sends_twice_is_sent_to_the_customer_once(pipeline: Pipeline) -> None:
+    customer = "16505550611"
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=customer, text="hi")])
+    await pipeline.wait_arrived(ACME, opened)
+    body = orjson.dumps(build_agent_text(integration_id=ACME.integration_id, to_id=customer, text="Only once"))
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_outbound(ACME.webhook_secret, body)}
+    url = f"http://127.0.0.1:{pipeline.settings.webhook_port}/webhook/genesys"
+    for _ in range(3):  # Genesys's retries after a timeout carry the same message
+        async with pipeline.http.post(url, data=body, headers=headers) as response:
+            assert response.status == 200
+    then = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text="Then this")
+
+    async def second_sent() -> bool:
+        return "Then this" in sent_texts(pipeline, ACME.phone_number_id, customer)
+
+    await wait_for(second_sent, 60, "the agent's second text at Meta", pipeline)
+    assert sent_texts(pipeline, ACME.phone_number_id, customer) == ["Only once", "Then this"]
+    assert then.delivered

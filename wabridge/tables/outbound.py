@@ -1,0 +1,105 @@
+"""What the outbound stage records in PostgreSQL around each send to WhatsApp.
+
+``BEGIN_SEND`` runs before the POST: it marks the attempt and answers whether Meta already took
+this part (a wamid is stored) and how many attempts came before. ``FINISH_SEND`` stores the wamid
+and opens the part's ``message_tracking`` row (outbound, keyed by the wamid like the status
+webhooks that follow, linked to the Genesys message id), status ``accepted`` unless a status
+webhook got there first. Both are idempotent (migration 0004).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from wabridge.tables.mirror import WriteKind
+
+
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    tenant_id: str
+    genesys_message_id: str
+    part: int
+    customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriorSend:
+    """The part's sends before this attempt."""
+
+    wamid: str | None  # set: Meta has it, do not send again
+    attempts: int  # attempts before this one (a crash mid-POST leaves one without a wamid)
+
+
+async def _begin(conn: asyncpg.Connection, items: Sequence[SendAttempt]) -> list[PriorSend]:
+    rows = await conn.fetch(
+        """
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
+                AS i(tenant_id, genesys_message_id, part, customer_id)
+        ), prior AS (
+            SELECT s.tenant_id, s.genesys_message_id, s.part, s.wamid, s.attempts
+            FROM outbound_sends s JOIN input USING (tenant_id, genesys_message_id, part)
+        ), marked AS (
+            INSERT INTO outbound_sends AS s (tenant_id, genesys_message_id, part, customer_id)
+            SELECT tenant_id, genesys_message_id, part, customer_id FROM input
+            ON CONFLICT (tenant_id, genesys_message_id, part) DO UPDATE SET attempts = s.attempts + 1
+                WHERE s.wamid IS NULL
+            RETURNING 1
+        )
+        SELECT input.tenant_id, input.genesys_message_id, input.part, prior.wamid, prior.attempts
+        FROM input LEFT JOIN prior USING (tenant_id, genesys_message_id, part)
+        """,
+        [i.tenant_id for i in items],
+        [i.genesys_message_id for i in items],
+        [i.part for i in items],
+        [i.customer_id for i in items],
+    )
+    found = {(r["tenant_id"], r["genesys_message_id"], r["part"]): r for r in rows}
+    return [
+        PriorSend(wamid=row["wamid"], attempts=row["attempts"] or 0)
+        for row in (found[(i.tenant_id, i.genesys_message_id, i.part)] for i in items)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SendDone:
+    tenant_id: str
+    genesys_message_id: str
+    part: int
+    customer_id: str
+    wamid: str
+
+
+async def _finish(conn: asyncpg.Connection, items: Sequence[SendDone]) -> list[None]:
+    await conn.execute(
+        """
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
+                AS i(tenant_id, genesys_message_id, part, customer_id, wamid)
+        ), sent AS (
+            UPDATE outbound_sends AS s SET wamid = COALESCE(s.wamid, i.wamid), sent_at = COALESCE(s.sent_at, NOW())
+            FROM input i
+            WHERE s.tenant_id = i.tenant_id AND s.genesys_message_id = i.genesys_message_id AND s.part = i.part
+        )
+        INSERT INTO message_tracking AS t (message_id, direction, tenant_id, customer_id, status,
+                                           meta_message_id, genesys_message_id)
+        SELECT wamid, 'outbound', tenant_id, customer_id, 'accepted', wamid, genesys_message_id FROM input
+        ON CONFLICT (tenant_id, direction, message_id) DO UPDATE SET
+            genesys_message_id = COALESCE(t.genesys_message_id, EXCLUDED.genesys_message_id),
+            customer_id = COALESCE(t.customer_id, EXCLUDED.customer_id),
+            updated_at = NOW()
+        """,
+        [i.tenant_id for i in items],
+        [i.genesys_message_id for i in items],
+        [i.part for i in items],
+        [i.customer_id for i in items],
+        [i.wamid for i in items],
+    )
+    return [None] * len(items)
+
+
+BEGIN_SEND: WriteKind[SendAttempt, PriorSend] = WriteKind("begin_send", _begin)
+FINISH_SEND: WriteKind[SendDone, None] = WriteKind("finish_send", _finish)
