@@ -1,13 +1,17 @@
 """Agents answer: an agent's text goes from the Genesys simulator through the real edge, bridge,
 broker and worker to the Meta simulator, once, in the order the agent wrote, split at WhatsApp's
 limit; every part is tracked with its wamid and Genesys id, and a webhook Genesys sends twice is
-sent once."""
+sent once. Meta's statuses come back to Genesys as receipts; outside the customer's 24-hour window
+nothing is sent and Genesys gets a Failed receipt saying why."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import orjson
 
-from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, pg_rows, wait_for
+from tests.pipeline.conftest import ACME, GLOBEX, BridgeTenant, Pipeline, pg_rows, wait_for
 from wabridge.simulators.agent import build_agent_text, sign_outbound
 from wabridge.simulators.customer import InboundSpec
 
@@ -80,3 +84,80 @@ async def test_a_webhook_genesys_sends_twice_is_sent_to_the_customer_once(pipeli
     await wait_for(second_sent, 60, "the agent's second text at Meta", pipeline)
     assert sent_texts(pipeline, ACME.phone_number_id, customer) == ["Only once", "Then this"]
     assert then.delivered
+
+
+def receipts(pipeline: Pipeline, tenant: BridgeTenant, message_id: str) -> list[dict[str, Any]]:
+    return [
+        a.body
+        for a in pipeline.genesys.accepted(tenant.integration_id)
+        if a.kind == "receipt" and a.body["id"] == message_id
+    ]
+
+
+async def test_meta_delivering_an_agent_message_reaches_genesys_as_a_delivered_receipt(pipeline: Pipeline) -> None:
+    customer = "16505550621"
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=customer, text="hi")])
+    await pipeline.wait_arrived(ACME, opened)
+    agent = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text="Your order shipped")
+
+    async def delivered() -> bool:
+        return any(r["status"] == "Delivered" for r in receipts(pipeline, ACME, agent.message_id))
+
+    await wait_for(delivered, 60, "a Delivered receipt at Genesys", pipeline)
+    [receipt] = [r for r in receipts(pipeline, ACME, agent.message_id) if r["status"] == "Delivered"]
+    assert receipt["channel"]["to"] == {"id": customer, "idType": "Phone"} and receipt["direction"] == "Outbound"
+    [sent] = [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer]
+    rows = await pg_rows(
+        pipeline.settings,
+        "SELECT status, genesys_message_id FROM message_tracking WHERE direction = 'outbound' AND message_id = $1",
+        sent.wamid,
+    )
+    assert [(r["status"], r["genesys_message_id"]) for r in rows] in (
+        [("delivered", agent.message_id)],
+        [("read", agent.message_id)],
+    )
+
+
+async def test_outside_the_24_hour_window_nothing_is_sent_and_the_agent_reads_why(pipeline: Pipeline) -> None:
+    stale, stranger = "16505550631", "16505550632"
+    # The customer last wrote 25 hours ago (Meta's timestamp of their message).
+    old = await pipeline.send(
+        ACME, [InboundSpec(kind="text", wa_id=stale, text="hi", timestamp=int(time.time()) - 25 * 3600)]
+    )
+    await pipeline.wait_arrived(ACME, old)
+    late = await pipeline.genesys.send_agent_message(ACME.integration_id, stale, text="Sorry for the wait")
+    never = await pipeline.genesys.send_agent_message(ACME.integration_id, stranger, text="Hello?")
+
+    async def both_failed() -> bool:
+        return all(any(r["status"] == "Failed" for r in receipts(pipeline, ACME, m.message_id)) for m in (late, never))
+
+    await wait_for(both_failed, 60, "Failed receipts at Genesys", pipeline)
+    for agent in (late, never):
+        [failed] = [r for r in receipts(pipeline, ACME, agent.message_id) if r["status"] == "Failed"]
+        [reason] = failed["reasons"]
+        assert reason["code"] == "MessageExpired" and "24-hour" in reason["message"]
+    assert [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to in (stale, stranger)] == []
+
+
+async def test_meta_failing_a_send_reaches_genesys_as_a_failed_receipt_with_the_reason(pipeline: Pipeline) -> None:
+    customer = "16505550641"
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=customer, text="hi")])
+    await pipeline.wait_arrived(ACME, opened)
+    # Meta's clock says the window has closed (ours does not): it accepts the send, then fails it.
+    pipeline.meta.update(service_window_s=0.001)
+    agent = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text="Are you there?")
+
+    async def failed() -> bool:
+        return any(r["status"] == "Failed" for r in receipts(pipeline, ACME, agent.message_id))
+
+    await wait_for(failed, 60, "a Failed receipt at Genesys", pipeline)
+    [receipt] = [r for r in receipts(pipeline, ACME, agent.message_id) if r["status"] == "Failed"]
+    assert [reason["code"] for reason in receipt["reasons"]] == ["MessageExpired"]
+    assert "131047" in receipt["reasons"][0]["message"]
+    [sent] = [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer]
+    rows = await pg_rows(
+        pipeline.settings,
+        "SELECT status FROM message_tracking WHERE direction = 'outbound' AND message_id = $1",
+        sent.wamid,
+    )
+    assert [r["status"] for r in rows] == ["failed"]

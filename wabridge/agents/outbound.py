@@ -15,16 +15,27 @@ the tenant's first number. A refused token holds the tenant's WhatsApp work (``w
 throughput and Meta's own trouble are retried in the lane; a refusal no retry changes routes the
 event to ``error-events`` with Meta's code.
 
+The 24-hour window: free text is sent only within 24 hours of the customer's last message (its
+Meta timestamp, kept by the conversation). Outside it, nothing is sent and Genesys gets a
+``Failed`` receipt (``MessageExpired``) the agent can read; so does any refusal of Meta's no retry
+changes (its code mapped by ``transforms.receipts``). Genesys's webhook was answered 2xx long
+before: a failed send is reported by a receipt, never by refusing the webhook.
+
+Receipts: Meta's ``delivered`` and ``failed`` statuses of our sends come back through the inbound
+pipeline; resolve_conversation tracks them and, for a part of an agent's message, puts a
+``ReceiptDue`` on this topic (same key, so it follows the customer's sends), which becomes the
+``Delivered`` / ``Failed`` receipt POSTed to Genesys here.
+
 Not yet here (issue 14, next steps): attachments, structured messages (quick replies, lists,
-templates), typing, the 24-hour window check before sending and the receipts Genesys gets for
-Meta's statuses. Such events go to ``error-events`` (``outbound_unsupported``) — kept, counted and
-redrivable once built — and typing events are counted and not sent.
+templates) and typing. Such events go to ``error-events`` (``outbound_unsupported``) — kept,
+counted and redrivable once built — and typing events are counted and not sent.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+import time
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -34,9 +45,11 @@ from pydantic import ValidationError
 
 from wabridge.agents import holds
 from wabridge.agents.context import StageContext
-from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, WhatsAppTokens, text_parts
+from wabridge.connectors.genesys import GenesysClient
+from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, SendRefused, WhatsAppTokens, text_parts
 from wabridge.errors import PermanentError
-from wabridge.schemas.genesys import OutboundEvent, OutboundKind
+from wabridge.schemas.genesys import OutboundEvent, OutboundKind, ReasonCode, genesys_time
+from wabridge.schemas.records import ReceiptDue
 from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES
@@ -44,6 +57,7 @@ from wabridge.tables.conversations import ConversationMapping
 from wabridge.tables.mirror import WriteKind
 from wabridge.tables.outbound import BEGIN_SEND, FINISH_SEND, SendAttempt, SendDone
 from wabridge.tenants import Tenant
+from wabridge.transforms.receipts import failed_receipt, reason_code, to_open_receipt
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +75,19 @@ UNCONFIRMED_RESENDS = Counter(
     ["tenant"],
 )
 NOT_SENT = Counter("wabridge_outbound_not_sent_total", "Agent events not sent to WhatsApp, by kind", ["kind"])
+RECEIPTS = Counter("wabridge_outbound_receipts_total", "Receipts POSTed to Genesys, by status", ["tenant", "status"])
+
+# The customer service window (reference: Sending): free-form messages within 24 h of the
+# customer's last message, templates only afterwards.
+SERVICE_WINDOW_S = 24 * 3600
 
 
 class Sender:
     """The outbound lanes' handler; one per worker."""
 
-    def __init__(self, ctx: StageContext, conversations: faust.Table) -> None:
+    def __init__(self, ctx: StageContext, genesys: GenesysClient, conversations: faust.Table) -> None:
         self.ctx = ctx
+        self.genesys = genesys
         self.conversations = conversations
         self.graph = MetaGraphClient.from_settings(ctx.settings)
         self.tokens = WhatsAppTokens(ctx.redis, ctx.box, ctx.settings)
@@ -78,9 +98,13 @@ class Sender:
     async def handle(self, event: EventT) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
         try:
-            outbound = OutboundEvent.from_bytes(raw)
+            value = orjson.loads(raw)
+            if isinstance(value, dict) and "receipt_for" in value:
+                await self.tell_genesys(ReceiptDue.model_validate(value))
+                return
+            outbound = OutboundEvent.model_validate(value)
         except (ValidationError, orjson.JSONDecodeError) as exc:
-            error = PermanentError(f"not an OutboundEvent: {exc}".splitlines()[0], reason="invalid_record")
+            error = PermanentError(f"not an agent event or a receipt: {exc}".splitlines()[0], reason="invalid_record")
             await self.ctx.route_error(STAGE, event, error)
             return
         if outbound.kind is OutboundKind.EVENT:
@@ -95,25 +119,64 @@ class Sender:
             NOT_SENT.labels("empty_text").inc()
             return
         tenant = await self.ctx.tenant(outbound.tenant_id)
-        phone_number_id = self.phone_number_for(outbound, tenant)
+        held = self.conversations.get(outbound.key)
+        mapping = ConversationMapping.from_table(held) if held is not None else None
+        # A conversation kept before this field existed has only its activity time: later than the
+        # customer's message, so a closed window may look open; Meta's 131047 then says so (receipt).
+        last_message_at = (mapping.last_customer_message_at or mapping.last_activity_at) if mapping else None
+        if last_message_at is None or time.time() - last_message_at > SERVICE_WINDOW_S:
+            SENDS.labels(tenant.id, "window_closed").inc()
+            since = "never wrote" if last_message_at is None else f"last wrote at {genesys_time(last_message_at)}"
+            note = f"Not sent: the customer's 24-hour WhatsApp window is closed ({since}); only a template can be sent."
+            await self.tell_failure(outbound, ReasonCode.MESSAGE_EXPIRED, note)
+            return
         try:
+            phone_number_id = self.phone_number_for(mapping, tenant)
             for part, body in enumerate(text_parts(outbound.text)):
                 message = {"to": outbound.customer_id, "type": "text", "text": {"body": body}}
                 await self.send_once(tenant, phone_number_id, outbound, part, message)
         except PermanentError as exc:
             SENDS.labels(tenant.id, exc.reason).inc()
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
+            code = reason_code(exc.code) if isinstance(exc, SendRefused) else ReasonCode.GENERAL_ERROR
+            await self.tell_failure(outbound, code, f"Not sent: {exc}")
 
-    def phone_number_for(self, outbound: OutboundEvent, tenant: Tenant) -> str:
+    def phone_number_for(self, mapping: ConversationMapping | None, tenant: Tenant) -> str:
         """The number the customer wrote to, else the tenant's first; ``PermanentError`` if it has none."""
-        held = self.conversations.get(outbound.key)
-        if held is not None:
-            mapping = ConversationMapping.from_table(held)
-            if mapping.phone_number_id:
-                return mapping.phone_number_id
+        if mapping is not None and mapping.phone_number_id:
+            return mapping.phone_number_id
         if not tenant.phone_numbers:
             raise PermanentError(f"tenant {tenant.id} has no WhatsApp number", reason="no_phone_number")
         return tenant.phone_numbers[0].phone_number_id
+
+    async def tell_failure(self, outbound: OutboundEvent, code: ReasonCode, note: str) -> None:
+        """A ``Failed`` receipt for an agent's message that was not sent, saying why."""
+        log.warning(
+            "outbound: tenant %s agent message %s not sent (%s): %s", outbound.tenant_id, outbound.id, code.value, note
+        )
+        body = failed_receipt(
+            genesys_message_id=outbound.id,
+            customer_id=outbound.customer_id,
+            customer_id_type=outbound.customer_id_type,
+            code=code,
+            message=note,
+            at=time.time(),
+        )
+        await self.post_receipt(outbound.tenant_id, body)
+
+    async def tell_genesys(self, due: ReceiptDue) -> None:
+        """The receipt Genesys is due for Meta's ``delivered`` / ``failed`` status of a part."""
+        body = to_open_receipt(due.status, genesys_message_id=due.receipt_for)
+        if body is None:
+            return
+        await self.post_receipt(due.status.tenant_id, body)
+
+    async def post_receipt(self, tenant_id: str, body: dict[str, Any]) -> None:
+        async def attempt() -> None:
+            await self.genesys.send_receipt(await self.ctx.tenant(tenant_id), body)
+
+        await self.ctx.retrying(STAGE, attempt, tenant_id=tenant_id, scope=holds.GENESYS)
+        RECEIPTS.labels(tenant_id, str(body["status"])).inc()
 
     async def send_once(
         self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, part: int, message: dict[str, object]
@@ -149,10 +212,10 @@ class Sender:
         return await (await self.ctx.sink()).write(kind, item)
 
 
-def register_outbound(app: faust.App, ctx: StageContext, conversations: faust.Table) -> Sender:
-    """Add the outbound agent (``agent-messages`` → WhatsApp) to ``app``."""
+def register_outbound(app: faust.App, ctx: StageContext, genesys: GenesysClient, conversations: faust.Table) -> Sender:
+    """Add the outbound agent (``agent-messages`` → WhatsApp, receipts → Genesys) to ``app``."""
     source = stage_topic(app, ctx.settings, AGENT_MESSAGES)
-    sender = Sender(ctx, conversations)
+    sender = Sender(ctx, genesys, conversations)
 
     async def send_to_whatsapp(stream: faust.StreamT) -> None:
         await run_in_lanes(stream, ctx.guarded(STAGE, sender.handle), batch_size=500)

@@ -13,8 +13,12 @@ Also here, because they need the mapping or write tracking rows:
   another worker, so the move travels as a ``MappingMove`` record keyed by the new key on this same
   topic; the new key's lane writes the new entry and tombstones the old PostgreSQL row in one
   transaction. System messages are not delivered to Genesys.
-* inbound messages get a ``received`` tracking row; statuses move their outbound message's row
-  forward only (``tables.tracking``). Statuses end here: receipts to Genesys are a later stage.
+* inbound messages get a ``received`` tracking row and move the conversation's
+  ``last_customer_message_at`` (Meta's timestamp: the 24-hour window of the agent's replies);
+  statuses move their outbound message's row forward only (``tables.outbound.SEND_STATUS``). A
+  ``delivered`` or ``failed`` status of a part of an agent's message goes on to ``agent-messages``
+  as a ``ReceiptDue``, which the outbound stage POSTs to Genesys; one that comes before the send's
+  own write (its wamid not recorded yet) waits for it in the customer's lane.
 * value-level business errors go to ``error-events`` with Meta's code.
 """
 
@@ -30,19 +34,20 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext, send_and_wait
-from wabridge.errors import PermanentError
+from wabridge.errors import PermanentError, TransientError
 from wabridge.masking import mask_customer_id
 from wabridge.schemas.records import (
     BusinessError,
     ConversationRef,
     InboundMessage,
+    ReceiptDue,
     ResolvedMessage,
     StatusUpdate,
 )
 from wabridge.schemas.status import MessageStatus
 from wabridge.streams.app import create_table, stage_topic
 from wabridge.streams.lanes import run_in_lanes
-from wabridge.streams.topics import WA_NORMALIZED, WA_RESOLVED
+from wabridge.streams.topics import AGENT_MESSAGES, WA_NORMALIZED, WA_RESOLVED
 from wabridge.tables.conversations import (
     CREATE_MAPPING,
     MOVE_MAPPING,
@@ -52,6 +57,7 @@ from wabridge.tables.conversations import (
     fetch_mapping,
 )
 from wabridge.tables.mirror import WriteKind
+from wabridge.tables.outbound import SEND_STATUS, SendStatus
 from wabridge.tables.tracking import TRACK, Tracked
 
 log = logging.getLogger(__name__)
@@ -85,11 +91,19 @@ def decode_normalized(raw: bytes) -> NormalizedRecord:
 class ConversationResolver:
     """The handler of the resolve_conversation lanes; one per worker."""
 
-    def __init__(self, ctx: StageContext, table: faust.Table, normalized: faust.TopicT, resolved: faust.TopicT):
+    def __init__(
+        self,
+        ctx: StageContext,
+        table: faust.Table,
+        normalized: faust.TopicT,
+        resolved: faust.TopicT,
+        agent_messages: faust.TopicT,
+    ) -> None:
         self.ctx = ctx
         self.table = table
         self.normalized = normalized
         self.resolved = resolved
+        self.agent_messages = agent_messages
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
         """A PostgreSQL write through the group-commit sink, retried while it is transient."""
@@ -149,7 +163,7 @@ class ConversationResolver:
             at = max(mapping.last_activity_at, float(message.timestamp))
             updated = mapping.model_copy(
                 update={"last_activity_at": at, "contact_name": message.contact_name or mapping.contact_name}
-            )
+            ).wrote_at(float(message.timestamp))
             if updated != mapping:
                 self.table[key] = updated.to_table()
             self.ctx.activity.touch(message.tenant_id, message.customer_id, at)
@@ -176,6 +190,7 @@ class ConversationResolver:
                 mask_customer_id(message.customer_id),
                 message.wamid,
             )
+        found = found.wrote_at(float(message.timestamp))
         self.table[key] = found.to_table()
         await self.ctx.cache.store(found)
         return found
@@ -260,19 +275,21 @@ class ConversationResolver:
     # -- statuses ----------------------------------------------------------------------------------
 
     async def track_status(self, status: StatusUpdate) -> None:
+        """Track a status of one of our sends; a ``delivered`` or ``failed`` one of an agent's
+        message goes on to the outbound stage (``agent-messages``) as the receipt Genesys is due."""
         error = orjson.dumps([e.model_dump(mode="json") for e in status.errors]).decode() if status.errors else None
-        await self.write(
-            TRACK,
-            Tracked(
-                tenant_id=status.tenant_id,
-                direction="outbound",
-                message_id=status.wamid,
-                status=status.status,
-                customer_id=status.customer_id,
-                meta_message_id=status.wamid,
-                error=error,
-            ),
-        )
+        update = SendStatus(status.tenant_id, status.wamid, status.customer_id, status.status.value, error)
+        result = await self.write(SEND_STATUS, update)
+        if status.status not in (MessageStatus.DELIVERED, MessageStatus.FAILED):
+            return
+        if result.genesys_message_id is None:
+            if result.pending_send:
+                # Meta's status outran the send's own write (its wamid is not recorded yet): wait for it.
+                raise TransientError(f"status {status.status.value} of {status.wamid} before its send is recorded")
+            log.debug("status of %s (tenant %s) names no agent message: tracked only", status.wamid, status.tenant_id)
+            return
+        due = ReceiptDue(receipt_for=result.genesys_message_id, status=status)
+        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.agent_messages, due.key, due.to_bytes()))
 
 
 def _tenant_of(record: NormalizedRecord) -> str:
@@ -285,7 +302,7 @@ def register_resolve_conversation(app: faust.App, ctx: StageContext) -> faust.Ta
     source = stage_topic(app, settings, WA_NORMALIZED)
     resolved = stage_topic(app, settings, WA_RESOLVED)
     table = create_table(app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id")
-    resolver = ConversationResolver(ctx, table, source, resolved)
+    resolver = ConversationResolver(ctx, table, source, resolved, stage_topic(app, settings, AGENT_MESSAGES))
 
     async def resolve_conversation(stream: faust.StreamT) -> None:
         await run_in_lanes(stream, ctx.guarded(STAGE, resolver.handle), batch_size=500)

@@ -8,7 +8,8 @@ Pipeline: the bridge splits a webhook into ``WebhookEvent`` records (``wa-inboun
 each into an ``InboundMessage``, a ``StatusUpdate`` or a ``BusinessError`` (``wa-normalized``);
 resolve_conversation adds a ``ConversationRef`` (``ResolvedMessage``, ``wa-resolved``); media adds
 ``Attachment`` or ``MediaUnavailable`` (``ReadyMessage``, ``wa-ready``); deliver calls
-``transforms.to_open_messages``.
+``transforms.to_open_messages``. The other way, resolve_conversation puts a ``ReceiptDue`` for each
+delivered or failed part of an agent's message on ``agent-messages``, next to the agent's events.
 """
 
 from __future__ import annotations
@@ -280,3 +281,16 @@ class ReadyMessage(Record):
     @property
     def key(self) -> str:
         return self.message.key
+
+
+class ReceiptDue(Record):
+    """Meta's ``delivered`` or ``failed`` status of a part of an agent's message, to be told to
+    Genesys as a receipt (``agent-messages``, keyed like the customer's other outbound events)."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    receipt_for: str  # the Genesys id of the agent's message
+    status: StatusUpdate
+
+    @property
+    def key(self) -> str:
+        return self.status.key

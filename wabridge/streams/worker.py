@@ -43,7 +43,7 @@ def build_worker(settings: Settings) -> faust.App:
     auth = GenesysAuth(ctx.redis, settings)
     genesys = GenesysClient(auth)
     register_deliver(app, ctx, genesys, conversations)
-    outbound = register_outbound(app, ctx, conversations)
+    outbound = register_outbound(app, ctx, genesys, conversations)
     register_genesys_events(app, ctx)
     register_state_api(app, ctx, conversations)
     register_auth_api(app, auth, ctx.directory)

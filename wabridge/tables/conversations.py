@@ -51,6 +51,9 @@ class ConversationMapping(BaseModel):
     genesys_conversation_id: str | None = None
     created_at: float  # unix seconds
     last_activity_at: float
+    # Meta's timestamp of the customer's latest message: it opens WhatsApp's 24-hour window for the
+    # agent's free-form replies. Kept by the table (not mirrored); None until the customer writes.
+    last_customer_message_at: float | None = None
     # Set on the tombstone a number or user-id change leaves behind (see migration 0002).
     moved_to_customer_id: str | None = None
     moved_at: float | None = None
@@ -77,6 +80,16 @@ class ConversationMapping(BaseModel):
             display_phone_number=message.display_phone_number,
             created_at=now,
             last_activity_at=max(now, float(message.timestamp)),
+            last_customer_message_at=float(message.timestamp),
+        )
+
+    def wrote_at(self, timestamp: float) -> Self:
+        """This mapping once the customer has written a message with Meta's ``timestamp``."""
+        latest = max(self.last_customer_message_at or 0.0, timestamp)
+        return (
+            self
+            if latest == self.last_customer_message_at
+            else self.model_copy(update={"last_customer_message_at": latest})
         )
 
     @classmethod

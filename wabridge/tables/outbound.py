@@ -101,5 +101,61 @@ async def _finish(conn: asyncpg.Connection, items: Sequence[SendDone]) -> list[N
     return [None] * len(items)
 
 
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    """A status webhook of one of our sends (by its wamid): sent, delivered, read, failed."""
+
+    tenant_id: str
+    wamid: str
+    customer_id: str
+    status: str
+    error: str | None = None  # JSON text: Meta's errors
+
+
+@dataclass(frozen=True, slots=True)
+class SendStatusResult:
+    genesys_message_id: str | None  # the agent's message this part belongs to, when linked already
+    pending_send: bool  # the customer has a part sent whose wamid is not recorded yet
+
+
+async def _status(conn: asyncpg.Connection, items: Sequence[SendStatus]) -> list[SendStatusResult]:
+    """Forward-only, like every tracking write: the row of the wamid (made here if the status came
+    before the send's own write), and what a receipt to Genesys needs to know."""
+    rows = await conn.fetch(
+        """
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+                WITH ORDINALITY AS i(tenant_id, wamid, customer_id, status, error, n)
+        ), tracked AS (
+            INSERT INTO message_tracking AS t (message_id, direction, tenant_id, customer_id, status,
+                                               meta_message_id, error)
+            SELECT wamid, 'outbound', tenant_id, customer_id, status, wamid, error FROM input
+            ON CONFLICT (tenant_id, direction, message_id) DO UPDATE SET
+                status = EXCLUDED.status, error = COALESCE(EXCLUDED.error, t.error), updated_at = NOW()
+                WHERE status_rank(EXCLUDED.status) > status_rank(t.status) AND t.status <> 'failed'
+            RETURNING 1
+        )
+        SELECT i.n,
+               COALESCE(
+                   (SELECT s.genesys_message_id FROM outbound_sends s
+                     WHERE s.tenant_id = i.tenant_id AND s.wamid = i.wamid LIMIT 1),
+                   (SELECT t.genesys_message_id FROM message_tracking t
+                     WHERE t.tenant_id = i.tenant_id AND t.direction = 'outbound' AND t.message_id = i.wamid)
+               ) AS genesys_message_id,
+               EXISTS (SELECT 1 FROM outbound_sends s
+                        WHERE s.tenant_id = i.tenant_id AND s.customer_id = i.customer_id AND s.wamid IS NULL
+                          AND s.created_at > NOW() - INTERVAL '10 minutes') AS pending_send
+        FROM input i ORDER BY i.n
+        """,
+        [i.tenant_id for i in items],
+        [i.wamid for i in items],
+        [i.customer_id for i in items],
+        [i.status for i in items],
+        [i.error for i in items],
+    )
+    return [SendStatusResult(r["genesys_message_id"], r["pending_send"]) for r in rows]
+
+
 BEGIN_SEND: WriteKind[SendAttempt, PriorSend] = WriteKind("begin_send", _begin)
 FINISH_SEND: WriteKind[SendDone, None] = WriteKind("finish_send", _finish)
+SEND_STATUS: WriteKind[SendStatus, SendStatusResult] = WriteKind("send_status", _status)

@@ -28,6 +28,7 @@ __all__ = [
     "REASON_BY_META_CODE",
     "OutboundEvent",
     "OutboundWebhookError",
+    "failed_receipt",
     "parse_outbound_webhook",
     "reason_code",
     "to_open_receipt",
@@ -96,3 +97,27 @@ def to_open_receipt(
             {"code": ReasonCode.GENERAL_ERROR.value, "message": "WhatsApp reported the message as failed"}
         ]
     return body
+
+
+def failed_receipt(
+    *,
+    genesys_message_id: str,
+    customer_id: str,
+    customer_id_type: IdType | str | None,
+    code: ReasonCode,
+    message: str,
+    at: float,
+) -> dict[str, Any]:
+    """A ``Failed`` receipt for an agent's message this bridge could not send (the customer's
+    window closed, Meta refused it at once): the agent reads ``message``."""
+    return {
+        "id": genesys_message_id,
+        "channel": {
+            "to": {"id": customer_id, "idType": str(customer_id_type or IdType.PHONE.value)},
+            "time": genesys_time(at),
+        },
+        "status": ReceiptStatus.FAILED.value,
+        "direction": "Outbound",
+        "isFinalReceipt": True,
+        "reasons": [{"code": code.value, "message": message[:500]}],
+    }

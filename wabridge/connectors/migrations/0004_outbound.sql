@@ -15,3 +15,8 @@ CREATE TABLE outbound_sends (
     sent_at             TIMESTAMPTZ,
     PRIMARY KEY (tenant_id, genesys_message_id, part)
 );
+
+-- A status webhook names the part by its wamid; a status that comes before the send's own write
+-- looks for the customer's parts still without one.
+CREATE INDEX idx_outbound_sends_wamid ON outbound_sends (tenant_id, wamid);
+CREATE INDEX idx_outbound_sends_unconfirmed ON outbound_sends (tenant_id, customer_id) WHERE wamid IS NULL;
