@@ -6,12 +6,13 @@ nothing is sent and Genesys gets a Failed receipt saying why."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
 
-from tests.pipeline.conftest import ACME, GLOBEX, BridgeTenant, Pipeline, pg_rows, wait_for
+from tests.pipeline.conftest import ACME, GLOBEX, BridgeTenant, Pipeline, _async, pg_rows, wait_for
 from wabridge.simulators.agent import build_agent_text, sign_outbound
 from wabridge.simulators.customer import InboundSpec
 
@@ -161,3 +162,41 @@ async def test_meta_failing_a_send_reaches_genesys_as_a_failed_receipt_with_the_
         sent.wamid,
     )
     assert [r["status"] for r in rows] == ["failed"]
+
+
+async def test_a_worker_killed_mid_stream_sends_every_agent_text_in_order_and_counts_any_resend(
+    pipeline: Pipeline,
+) -> None:
+    customers = [f"165055506{i:02d}" for i in range(50, 60)]
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=c, text="hi") for c in customers], batch=True)
+    await pipeline.wait_arrived(ACME, opened)
+    worker = pipeline.processes["worker"]
+
+    def at_meta() -> list[Any]:
+        return [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to in customers]
+
+    async def kill_midway() -> None:
+        await wait_for(lambda: _async(len(at_meta()) >= 30), 60, "sends under way", pipeline)
+        worker.kill()
+        worker.start()
+
+    killer = asyncio.create_task(kill_midway())
+    for n in range(10):
+        for customer in customers:
+            await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text=f"{customer} #{n}")
+    await killer
+
+    async def all_sent() -> bool:
+        return {m.body["text"]["body"] for m in at_meta()} >= {f"{c} #{n}" for c in customers for n in range(10)}
+
+    await wait_for(all_sent, 150, "every agent text at Meta", pipeline)
+    texts = [m.body["text"]["body"] for m in at_meta()]
+    duplicates = {t for t in texts if texts.count(t) > 1}
+    # A duplicate only where a send was in flight when the worker died (recorded, never silent).
+    resent = await pg_rows(
+        pipeline.settings, "SELECT count(*) AS n FROM outbound_sends WHERE tenant_id = 'acme' AND attempts > 1"
+    )
+    assert len(duplicates) <= resent[0]["n"], (duplicates, resent)
+    for customer in customers:
+        first_seen = list(dict.fromkeys(t for t in texts if t.startswith(f"{customer} #")))
+        assert first_seen == [f"{customer} #{n}" for n in range(10)], customer
