@@ -200,3 +200,40 @@ async def test_a_worker_killed_mid_stream_sends_every_agent_text_in_order_and_co
     for customer in customers:
         first_seen = list(dict.fromkeys(t for t in texts if t.startswith(f"{customer} #")))
         assert first_seen == [f"{customer} #{n}" for n in range(10)], customer
+
+
+async def test_a_refusal_storm_on_one_number_holds_only_its_sends(pipeline: Pipeline) -> None:
+    acme_customers, globex_customers = ["16505550661", "16505550662", "16505550663"], ["16505550671", "16505550672"]
+    opened = await pipeline.send(ACME, [InboundSpec(kind="text", wa_id=c, text="hi") for c in acme_customers])
+    globex_opened = await pipeline.send(
+        GLOBEX, [InboundSpec(kind="text", wa_id=c, text="hi") for c in globex_customers]
+    )
+    await pipeline.wait_arrived(ACME, opened)
+    await pipeline.wait_arrived(GLOBEX, globex_opened)
+    # acme's number: throughput exceeded, then Meta's own trouble, then this customer's pair rate.
+    pipeline.meta.fault_next_sends(ACME.phone_number_id, 400, 130429, count=9, retry_after="1")
+    pipeline.meta.fault_next_sends(ACME.phone_number_id, 503, 131000, count=3, retry_after="1")
+    pipeline.meta.fault_next_sends(ACME.phone_number_id, 400, 131056, count=3, retry_after="1")
+
+    for n in range(5):
+        for customer in acme_customers:
+            await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text=f"{customer} #{n}")
+    for n in range(5):
+        for customer in globex_customers:
+            await pipeline.genesys.send_agent_message(GLOBEX.integration_id, customer, text=f"{customer} #{n}")
+
+    async def globex_done() -> bool:
+        return all(len(sent_texts(pipeline, GLOBEX.phone_number_id, c)) == 5 for c in globex_customers)
+
+    await wait_for(globex_done, 60, "globex's texts at Meta", pipeline)
+    # Fifteen refusals, at least one second each, shared by three lanes: acme is still retrying.
+    assert sum(len(sent_texts(pipeline, ACME.phone_number_id, c)) for c in acme_customers) < 15
+
+    async def acme_done() -> bool:
+        return all(len(sent_texts(pipeline, ACME.phone_number_id, c)) >= 5 for c in acme_customers)
+
+    await wait_for(acme_done, 120, "acme's texts at Meta after the storm", pipeline)
+    for customer in acme_customers:  # each once (a refused send was not taken), in the agent's order
+        assert sent_texts(pipeline, ACME.phone_number_id, customer) == [f"{customer} #{n}" for n in range(5)]
+    failed = await pg_rows(pipeline.settings, "SELECT count(*) AS n FROM message_tracking WHERE status = 'failed'")
+    assert failed[0]["n"] == 0
