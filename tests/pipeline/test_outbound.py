@@ -237,3 +237,25 @@ async def test_a_refusal_storm_on_one_number_holds_only_its_sends(pipeline: Pipe
         assert sent_texts(pipeline, ACME.phone_number_id, customer) == [f"{customer} #{n}" for n in range(5)]
     failed = await pg_rows(pipeline.settings, "SELECT count(*) AS n FROM message_tracking WHERE status = 'failed'")
     assert failed[0]["n"] == 0
+
+
+async def test_the_agent_typing_shows_the_customer_a_typing_indicator_at_most_every_few_seconds(
+    pipeline: Pipeline,
+) -> None:
+    customer = "16505550681"
+    first, last = await pipeline.send(
+        ACME, [InboundSpec(kind="text", wa_id=customer, text=t) for t in ("hello", "anyone?")]
+    )
+    await pipeline.wait_arrived(ACME, [first, last])
+    for _ in range(3):  # Genesys sends one each time the agent starts typing again
+        await pipeline.genesys.send_agent_message(ACME.integration_id, customer, typing=True)
+    reply = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, text="Here!")
+
+    async def replied() -> bool:
+        return sent_texts(pipeline, ACME.phone_number_id, customer) == ["Here!"]
+
+    await wait_for(replied, 60, "the agent's reply at Meta", pipeline)
+    marks = [m for m in pipeline.meta.read_marks(ACME.phone_number_id) if m["message_id"] in (first, last)]
+    # The customer's latest message, marked read with the indicator, once for the three in a row.
+    assert [(m["message_id"], m["typing_indicator"]) for m in marks] == [(last, {"type": "text"})]
+    assert reply.delivered

@@ -26,9 +26,12 @@ pipeline; resolve_conversation tracks them and, for a part of an agent's message
 ``ReceiptDue`` on this topic (same key, so it follows the customer's sends), which becomes the
 ``Delivered`` / ``Failed`` receipt POSTed to Genesys here.
 
-Not yet here (issue 14, next steps): attachments, structured messages (quick replies, lists,
-templates) and typing. Such events go to ``error-events`` (``outbound_unsupported``) — kept,
-counted and redrivable once built — and typing events are counted and not sent.
+The agent typing marks the customer's last message read with WhatsApp's typing indicator, at
+most once per customer every few seconds, best effort.
+
+Not yet here (issue 14, next steps): attachments and structured messages (quick replies, lists,
+templates). Such events go to ``error-events`` (``outbound_unsupported``) — kept, counted and
+redrivable once built.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from wabridge.agents.context import StageContext
 from wabridge.connectors.genesys import GenesysClient
 from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, SendRefused, WhatsAppTokens, text_parts
 from wabridge.errors import PermanentError
+from wabridge.failures import classify
 from wabridge.schemas.genesys import OutboundEvent, OutboundKind, ReasonCode, genesys_time
 from wabridge.schemas.records import ReceiptDue
 from wabridge.streams.app import stage_topic
@@ -77,6 +81,10 @@ UNCONFIRMED_RESENDS = Counter(
 NOT_SENT = Counter("wabridge_outbound_not_sent_total", "Agent events not sent to WhatsApp, by kind", ["kind"])
 RECEIPTS = Counter("wabridge_outbound_receipts_total", "Receipts POSTed to Genesys, by status", ["tenant", "status"])
 
+TYPING = Counter("wabridge_outbound_typing_shown_total", "Typing indicators shown to customers", ["tenant"])
+# At most one typing indicator per customer this often (WhatsApp shows one for up to 25 s).
+TYPING_EVERY_S = 5.0
+
 # The customer service window (reference: Sending): free-form messages within 24 h of the
 # customer's last message, templates only afterwards.
 SERVICE_WINDOW_S = 24 * 3600
@@ -91,6 +99,8 @@ class Sender:
         self.conversations = conversations
         self.graph = MetaGraphClient.from_settings(ctx.settings)
         self.tokens = WhatsAppTokens(ctx.redis, ctx.box, ctx.settings)
+        # key -> when its typing indicator was last shown (monotonic); pruned to the last seconds.
+        self._typing_shown: dict[str, float] = {}
 
     async def close(self) -> None:
         await self.graph.close()
@@ -108,7 +118,7 @@ class Sender:
             await self.ctx.route_error(STAGE, event, error)
             return
         if outbound.kind is OutboundKind.EVENT:
-            NOT_SENT.labels("event").inc()
+            await self.show_typing(outbound)
             return
         if outbound.kind is not OutboundKind.TEXT or outbound.attachments:
             what = "attachments" if outbound.kind is OutboundKind.TEXT else outbound.kind.value
@@ -140,6 +150,36 @@ class Sender:
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
             code = reason_code(exc.code) if isinstance(exc, SendRefused) else ReasonCode.GENERAL_ERROR
             await self.tell_failure(outbound, code, f"Not sent: {exc}")
+
+    async def show_typing(self, outbound: OutboundEvent) -> None:
+        """The agent is typing: mark the customer's last message read with the typing indicator, at
+        most once per customer every ``TYPING_EVERY_S``. Best effort: it is gone in 25 s anyway, so a
+        failure is counted and logged, never retried or held."""
+        if outbound.typing is None:
+            NOT_SENT.labels("event").inc()
+            return
+        held = self.conversations.get(outbound.key)
+        mapping = ConversationMapping.from_table(held) if held is not None else None
+        if mapping is None or mapping.last_customer_message_id is None:
+            NOT_SENT.labels("typing_no_message").inc()
+            return
+        now = time.monotonic()
+        if now - self._typing_shown.get(outbound.key, -TYPING_EVERY_S) < TYPING_EVERY_S:
+            NOT_SENT.labels("typing_throttled").inc()
+            return
+        if len(self._typing_shown) >= 10_000:  # only the last few seconds matter
+            self._typing_shown = {k: t for k, t in self._typing_shown.items() if now - t < TYPING_EVERY_S}
+        self._typing_shown[outbound.key] = now
+        wamid = mapping.last_customer_message_id
+        try:
+            tenant = await self.ctx.tenant(outbound.tenant_id)
+            number = self.phone_number_for(mapping, tenant)
+            await self.tokens.using(tenant, lambda token: self.graph.show_typing(tenant, number, token, wamid))
+        except Exception as exc:  # noqa: BLE001 - classified and logged: a lost indicator harms nothing
+            NOT_SENT.labels("typing_failed").inc()
+            log.info("outbound: typing indicator for tenant %s not shown: %s", outbound.tenant_id, classify(exc))
+            return
+        TYPING.labels(outbound.tenant_id).inc()
 
     def phone_number_for(self, mapping: ConversationMapping | None, tenant: Tenant) -> str:
         """The number the customer wrote to, else the tenant's first; ``PermanentError`` if it has none."""

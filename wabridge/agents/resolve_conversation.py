@@ -163,7 +163,7 @@ class ConversationResolver:
             at = max(mapping.last_activity_at, float(message.timestamp))
             updated = mapping.model_copy(
                 update={"last_activity_at": at, "contact_name": message.contact_name or mapping.contact_name}
-            ).wrote_at(float(message.timestamp))
+            ).wrote(message)
             if updated != mapping:
                 self.table[key] = updated.to_table()
             self.ctx.activity.touch(message.tenant_id, message.customer_id, at)
@@ -190,7 +190,7 @@ class ConversationResolver:
                 mask_customer_id(message.customer_id),
                 message.wamid,
             )
-        found = found.wrote_at(float(message.timestamp))
+        found = found.wrote(message)
         self.table[key] = found.to_table()
         await self.ctx.cache.store(found)
         return found

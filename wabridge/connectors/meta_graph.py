@@ -263,6 +263,28 @@ class MetaGraphClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"media download failed: {exc!r}") from exc
 
+    async def show_typing(self, tenant: Tenant, phone_number_id: str, token: SecretStr, wamid: str) -> None:
+        """Mark the customer's message ``wamid`` read with the typing indicator (reference: Sending;
+        WhatsApp shows it until the reply or for 25 s). Refusals as for a send (:func:`send_error`)."""
+        base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
+        url = f"{base}/{quote(phone_number_id, safe='')}/messages"
+        body = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": wamid,
+            "typing_indicator": {"type": "text"},
+        }
+        try:
+            async with self._client().post(
+                url, data=orjson.dumps(body), headers={**_bearer(token), "Content-Type": "application/json"},
+                timeout=self._request_timeout,
+            ) as response:  # fmt: skip
+                raw = await response.read()
+                if response.status != 200:
+                    raise _send_failure(phone_number_id, response, raw)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"typing indicator from {phone_number_id} failed: {exc!r}") from exc
+
     async def send_message(
         self, tenant: Tenant, phone_number_id: str, token: SecretStr, message: dict[str, Any]
     ) -> Accepted:
@@ -282,16 +304,20 @@ class MetaGraphClient:
             ) as response:  # fmt: skip
                 raw = await response.read()
                 if response.status != 200:
-                    error = _graph_error(raw)
-                    code = error.get("code") if isinstance(error.get("code"), int) else None
-                    summary = f"send from {phone_number_id}: HTTP {response.status}" + (
-                        f", Graph code {code}: {error.get('message')}" if code is not None else ""
-                    )
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                    raise send_error(code, summary, http_status=response.status, retry_after=retry_after)
+                    raise _send_failure(phone_number_id, response, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"send from {phone_number_id} failed: {exc!r}") from exc
         return _accepted(phone_number_id, raw)
+
+
+def _send_failure(phone_number_id: str, response: aiohttp.ClientResponse, raw: bytes) -> Exception:
+    error = _graph_error(raw)
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    summary = f"send from {phone_number_id}: HTTP {response.status}" + (
+        f", Graph code {code}: {error.get('message')}" if code is not None else ""
+    )
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    return send_error(code, summary, http_status=response.status, retry_after=retry_after)
 
 
 def _accepted(phone_number_id: str, raw: bytes) -> Accepted:

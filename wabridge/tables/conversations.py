@@ -54,6 +54,7 @@ class ConversationMapping(BaseModel):
     # Meta's timestamp of the customer's latest message: it opens WhatsApp's 24-hour window for the
     # agent's free-form replies. Kept by the table (not mirrored); None until the customer writes.
     last_customer_message_at: float | None = None
+    last_customer_message_id: str | None = None  # its wamid: what the agent's typing marks read
     # Set on the tombstone a number or user-id change leaves behind (see migration 0002).
     moved_to_customer_id: str | None = None
     moved_at: float | None = None
@@ -81,15 +82,18 @@ class ConversationMapping(BaseModel):
             created_at=now,
             last_activity_at=max(now, float(message.timestamp)),
             last_customer_message_at=float(message.timestamp),
+            last_customer_message_id=message.wamid,
         )
 
-    def wrote_at(self, timestamp: float) -> Self:
-        """This mapping once the customer has written a message with Meta's ``timestamp``."""
-        latest = max(self.last_customer_message_at or 0.0, timestamp)
-        return (
-            self
-            if latest == self.last_customer_message_at
-            else self.model_copy(update={"last_customer_message_at": latest})
+    def wrote(self, message: InboundMessage) -> Self:
+        """This mapping once the customer has written ``message`` (the latest by Meta's timestamp wins)."""
+        timestamp = float(message.timestamp)
+        if self.last_customer_message_at is not None and timestamp < self.last_customer_message_at:
+            return self
+        if (timestamp, message.wamid) == (self.last_customer_message_at, self.last_customer_message_id):
+            return self
+        return self.model_copy(
+            update={"last_customer_message_at": timestamp, "last_customer_message_id": message.wamid}
         )
 
     @classmethod
