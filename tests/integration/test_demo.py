@@ -1,4 +1,5 @@
-"""`wabridge demo` against `wabridge run`: a customer's conversation reaches the agent, every kind of it."""
+"""`wabridge demo` against `wabridge run`: a customer's conversation reaches the agent, every kind of it,
+and the agent's answer reaches the customer."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def test_demo_conversation_reaches_the_agent(tmp_path: Path, stack_settings: Set
             "Sheena Nelson:",
         ):
             assert expected in output, output
+        # The agent's answer, as the customer's phone got it, and Genesys's receipt for it.
+        assert "Sorry about that, Sheena! Your parcel left our warehouse" in output, output
+        assert "Genesys receipt for the agent's message: Delivered" in output, output
         assert "sent 7, delivered 7, failed 0, in " in output.splitlines()[-1], output
     finally:
         run.send_signal(signal.SIGINT)

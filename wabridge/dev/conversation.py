@@ -1,9 +1,13 @@
-"""``wabridge demo``: one customer's short conversation through the running bridge, as the agent saw it.
+"""``wabridge demo``: one customer's short conversation through the running bridge, as the agent saw
+it, and the agent's answer as the customer's phone got it.
 
 The customer side goes through the Meta simulator (``POST /__sim/inbound`` generates each webhook,
 signs it and posts it to the webhook edge, as Meta would); the agent side is read back from the
 Genesys simulator (``GET /__sim/inbound``: what Genesys accepted). A message that has not reached
-Genesys is looked up in the worker's State API, so a failure says how far the message got.
+Genesys is looked up in the worker's State API, so a failure says how far the message got. Then
+the agent answers (``POST /__sim/agent/messages`` on the Genesys simulator, Genesys's outbound
+webhook); the demo shows it as the Meta simulator took it for the customer (``GET /__sim/sent``),
+and the ``Delivered`` receipt Genesys got back.
 Needs ``wabridge run`` (``make run``) in another terminal.
 """
 
@@ -25,6 +29,7 @@ from wabridge.dev.demo import DEMO_TENANT
 from wabridge.dev.stack import process_endpoints
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
+from wabridge.simulators.agent import AgentDriver
 from wabridge.simulators.customer import CustomerDriver, InboundSpec, new_wamid
 from wabridge.simulators.hosting import SimulatorRequestError
 
@@ -126,10 +131,11 @@ class DemoResult:
     delivered: int
     failed: dict[str, str] = field(default_factory=dict)  # wamid -> why
     elapsed_s: float = 0.0
+    answer_problem: str | None = None  # why the agent's answer did not reach the customer
 
     @property
     def ok(self) -> bool:
-        return not self.failed and self.delivered == self.sent
+        return not self.failed and self.delivered == self.sent and self.answer_problem is None
 
 
 class _Demo:
@@ -182,6 +188,33 @@ class _Demo:
             inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
             return inbound
 
+    async def agent_answers(self, text: str) -> str:
+        """The agent sends ``text`` to the customer (the Genesys simulator's outbound webhook); its Genesys id."""
+        delivery = await AgentDriver(self._urls["sim_genesys"], self._session).send_text(
+            DEMO_TENANT.genesys_integration_id, _CUSTOMER_WA_ID, text
+        )
+        return str(delivery["message_id"])
+
+    async def customer_received(self, text: str) -> dict[str, Any] | None:
+        """The message the Meta simulator took for the customer with this text, if it has."""
+        url = f"{self._urls['sim_meta']}/__sim/sent"
+        async with self._session.get(url, params={"phone_number_id": DEMO_TENANT.phone_number_id}) as response:
+            response.raise_for_status()
+            sent: list[dict[str, Any]] = orjson.loads(await response.read())["sent"]
+        for message in sent:
+            if message["to"] == _CUSTOMER_WA_ID and message["body"].get("text", {}).get("body") == text:
+                return message
+        return None
+
+    async def receipts(self, genesys_message_id: str) -> list[str]:
+        """The receipt statuses Genesys took for the agent's message."""
+        url = f"{self._urls['sim_genesys']}/__sim/inbound"
+        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "receipt"}
+        async with self._session.get(url, params=query) as response:
+            response.raise_for_status()
+            inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
+        return [item["body"]["status"] for item in inbound if item["body"].get("id") == genesys_message_id]
+
     async def tracked_status(self, wamid: str) -> tuple[str | None, str | None]:
         """(status, error) of the message's inbound tracking row; (None, None) when not tracked or not known."""
         url = f"{self._urls['worker']}/state/message/{quote(wamid, safe='')}"
@@ -230,6 +263,37 @@ async def _wait_for_agent(
         result.failed[wamid] = f"not at Genesys {demo.timeout_s:g}s after the first message ({how_far})"
 
 
+_AGENT_ANSWER = "Sorry about that, Sheena! Your parcel left our warehouse this morning and arrives tomorrow."
+
+
+async def _agent_answers(demo: _Demo, result: DemoResult) -> None:
+    """The agent answers; print what the customer's phone got and the receipt Genesys got back."""
+    demo.echo("")
+    demo.echo("the agent answers, and the customer's phone shows (Meta simulator):")
+    started = time.monotonic()
+    genesys_message_id = await demo.agent_answers(_AGENT_ANSWER)
+    deadline = started + demo.timeout_s
+    received = None
+    while received is None and time.monotonic() < deadline:
+        received = await demo.customer_received(_AGENT_ANSWER)
+        if received is None:
+            await asyncio.sleep(_POLL_S)
+    if received is None:
+        result.answer_problem = f"the agent's answer was not at Meta {demo.timeout_s:g}s after it was sent"
+        return
+    demo.echo(f"  {received['body']['text']['body']}")
+    demo.echo(f"    (at Meta {time.monotonic() - started:.2f} s after the agent sent it, wamid {received['wamid']})")
+    statuses: list[str] = []
+    while "Delivered" not in statuses and time.monotonic() < deadline:
+        statuses = await demo.receipts(genesys_message_id)
+        if "Delivered" not in statuses:
+            await asyncio.sleep(_POLL_S)
+    if "Delivered" not in statuses:
+        result.answer_problem = f"Genesys got no Delivered receipt for the agent's answer (receipts: {statuses})"
+        return
+    demo.echo(f"  Genesys receipt for the agent's message: Delivered ({time.monotonic() - started:.2f} s)")
+
+
 async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo) -> DemoResult:
     """Send the conversation, show what the agent saw, and say how it went."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -248,12 +312,17 @@ async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo)
         echo("")
         echo(f"the agent sees (Genesys simulator, integration {DEMO_TENANT.genesys_integration_id}):")
         await _wait_for_agent(demo, conversation, sent_at, result, started)
+        if not result.failed:
+            await _agent_answers(demo, result)
         if result.failed:
             echo("")
             echo("failed:")
             for message in conversation:
                 if message.wamid in result.failed:
                     echo(f"  {message.label} ({message.wamid}): {result.failed[message.wamid]}")
+        if result.answer_problem:
+            echo("")
+            echo(f"failed: {result.answer_problem}")
         echo("")
         echo(summary_line(result.sent, result.delivered, len(result.failed), result.elapsed_s))
         return result
@@ -269,7 +338,8 @@ async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo)
     help="Seconds from the first message until every message must be at Genesys",
 )
 def demo(timeout_s: float) -> None:
-    """Send a short customer conversation through the running bridge (`make run`) and show what the agent saw."""
+    """Send a short customer conversation through the running bridge (`make run`), show what the agent saw,
+    then let the agent answer and show what the customer's phone got."""
     try:
         result = asyncio.run(run_demo(Settings(), timeout_s))
     except (ConfigurationError, SimulatorRequestError) as exc:
