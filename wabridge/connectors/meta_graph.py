@@ -266,24 +266,13 @@ class MetaGraphClient:
     async def show_typing(self, tenant: Tenant, phone_number_id: str, token: SecretStr, wamid: str) -> None:
         """Mark the customer's message ``wamid`` read with the typing indicator (reference: Sending;
         WhatsApp shows it until the reply or for 25 s). Refusals as for a send (:func:`send_error`)."""
-        base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
-        url = f"{base}/{quote(phone_number_id, safe='')}/messages"
         body = {
             "messaging_product": "whatsapp",
             "status": "read",
             "message_id": wamid,
             "typing_indicator": {"type": "text"},
         }
-        try:
-            async with self._client().post(
-                url, data=orjson.dumps(body), headers={**_bearer(token), "Content-Type": "application/json"},
-                timeout=self._request_timeout,
-            ) as response:  # fmt: skip
-                raw = await response.read()
-                if response.status != 200:
-                    raise _send_failure(phone_number_id, response, raw)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"typing indicator from {phone_number_id} failed: {exc!r}") from exc
+        await self._post_messages(tenant, phone_number_id, token, body, what="typing indicator")
 
     async def send_message(
         self, tenant: Tenant, phone_number_id: str, token: SecretStr, message: dict[str, Any]
@@ -294,9 +283,17 @@ class MetaGraphClient:
         A timeout is a ``TransientError``: whether Meta took the message is then unknown, and the
         caller's bracket (tracked attempts) decides what a resend means.
         """
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
+        raw = await self._post_messages(tenant, phone_number_id, token, body, what="send")
+        return _accepted(phone_number_id, raw)
+
+    async def _post_messages(
+        self, tenant: Tenant, phone_number_id: str, token: SecretStr, body: dict[str, Any], *, what: str
+    ) -> bytes:
+        """``POST {graph}/{version}/{phone_number_id}/messages``; the 200 body, else the refusal
+        :func:`send_error` gives (``TransientError`` when Meta did not answer)."""
         base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
         url = f"{base}/{quote(phone_number_id, safe='')}/messages"
-        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
         try:
             async with self._client().post(
                 url, data=orjson.dumps(body), headers={**_bearer(token), "Content-Type": "application/json"},
@@ -306,8 +303,8 @@ class MetaGraphClient:
                 if response.status != 200:
                     raise _send_failure(phone_number_id, response, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"send from {phone_number_id} failed: {exc!r}") from exc
-        return _accepted(phone_number_id, raw)
+            raise TransientError(f"{what} from {phone_number_id} failed: {exc!r}") from exc
+        return raw
 
 
 def _send_failure(phone_number_id: str, response: aiohttp.ClientResponse, raw: bytes) -> Exception:
