@@ -34,13 +34,15 @@ from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import Handler
 from wabridge.streams.topics import ERROR_EVENTS
 from wabridge.tables.conversations import MappingCache
-from wabridge.tables.mirror import ActivityCoalescer, GroupCommitSink
+from wabridge.tables.mirror import ActivityCoalescer, GroupCommitSink, WriteKind
 from wabridge.tables.tracking import TRACK, Tracked
 from wabridge.tenants import SecretBox, Tenant, TenantStore
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 ROUTED_TO_ERRORS = Counter(
     "wabridge_stage_errors_total", "Events a stage routed to the error topic, by stage and reason", ["stage", "reason"]
@@ -168,6 +170,14 @@ class StageContext:
             await self._pool.close()
         await self.redis.aclose()
 
+    async def write(self, stage: str, kind: WriteKind[Item, Result], item: Item) -> Result:
+        """A PostgreSQL write through the group-commit sink, retried while it is transient."""
+
+        async def attempt() -> Result:
+            return await (await self.sink()).write(kind, item)
+
+        return await self.retrying(stage, attempt)
+
     async def retrying(
         self,
         stage: str,
@@ -257,11 +267,8 @@ class StageContext:
                 error=reason,
             )
 
-            async def track() -> None:
-                await (await self.sink()).write(TRACK, tracked)
-
             try:
-                await self.retrying(stage, track)
+                await self.write(stage, TRACK, tracked)
             except PermanentError as exc:  # the row itself is refused: the error record still says why
                 log.error("%s: could not track %s as failed: %s", stage, who.message_id, exc)
         await self.route_error(stage, event, error, tenant_id=who.tenant_id, message_id=who.message_id)

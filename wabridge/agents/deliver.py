@@ -222,10 +222,7 @@ class Deliverer:
         await self.write(TRACK, tracked)
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
-        async def attempt() -> Result:
-            return await (await self.ctx.sink()).write(kind, item)
-
-        return await self.ctx.retrying(STAGE, attempt)
+        return await self.ctx.write(STAGE, kind, item)
 
 
 def register_deliver(app: faust.App, ctx: StageContext, client: GenesysClient, conversations: faust.Table) -> None:

@@ -80,10 +80,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> faust.Table:
             error=orjson.dumps({"genesys_reasons": reasons}).decode() if reasons else None,
         )
 
-        async def write() -> bool:
-            return await (await ctx.sink()).write(APPLY_RECEIPT, update)
-
-        found = await ctx.retrying(STAGE, write)
+        found = await ctx.write(STAGE, APPLY_RECEIPT, update)
         EVENTS.labels("receipt", status if found else "unknown_message").inc()
         if not found:
             log.warning(

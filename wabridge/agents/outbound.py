@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 import orjson
@@ -58,7 +58,6 @@ from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES
 from wabridge.tables.conversations import ConversationMapping
-from wabridge.tables.mirror import WriteKind
 from wabridge.tables.outbound import BEGIN_SEND, FINISH_SEND, SendAttempt, SendDone
 from wabridge.tenants import Tenant
 from wabridge.transforms.receipts import failed_receipt, reason_code, to_open_receipt
@@ -66,9 +65,6 @@ from wabridge.transforms.receipts import failed_receipt, reason_code, to_open_re
 log = logging.getLogger(__name__)
 
 STAGE = "outbound"
-
-Item = TypeVar("Item")
-Result = TypeVar("Result")
 
 SENDS = Counter(
     "wabridge_outbound_sends_total", "Agent message parts sent to WhatsApp, by outcome", ["tenant", "outcome"]
@@ -223,7 +219,7 @@ class Sender:
     ) -> None:
         """Send one part unless Meta has it already (a wamid is recorded for it)."""
         attempt = SendAttempt(tenant.id, outbound.id, part, outbound.customer_id)
-        prior = await self.ctx.retrying(STAGE, lambda: self._write(BEGIN_SEND, attempt))
+        prior = await self.ctx.write(STAGE, BEGIN_SEND, attempt)
         if prior.wamid is not None:
             SENDS.labels(tenant.id, "already_sent").inc()
             log.debug("outbound: part %d of %s (tenant %s) was sent already", part, outbound.id, tenant.id)
@@ -245,11 +241,8 @@ class Sender:
 
         accepted = await self.ctx.retrying(STAGE, send, tenant_id=tenant.id, scope=holds.WHATSAPP)
         done = SendDone(tenant.id, outbound.id, part, outbound.customer_id, accepted.wamid)
-        await self.ctx.retrying(STAGE, lambda: self._write(FINISH_SEND, done))
+        await self.ctx.write(STAGE, FINISH_SEND, done)
         SENDS.labels(tenant.id, "accepted").inc()
-
-    async def _write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
-        return await (await self.ctx.sink()).write(kind, item)
 
 
 def register_outbound(app: faust.App, ctx: StageContext, genesys: GenesysClient, conversations: faust.Table) -> Sender:

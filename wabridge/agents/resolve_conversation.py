@@ -106,12 +106,7 @@ class ConversationResolver:
         self.agent_messages = agent_messages
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
-        """A PostgreSQL write through the group-commit sink, retried while it is transient."""
-
-        async def attempt() -> Result:
-            return await (await self.ctx.sink()).write(kind, item)
-
-        return await self.ctx.retrying(STAGE, attempt)
+        return await self.ctx.write(STAGE, kind, item)
 
     async def handle(self, event: EventT) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
