@@ -136,12 +136,9 @@ async def _status(conn: asyncpg.Connection, items: Sequence[SendStatus]) -> list
             RETURNING 1
         )
         SELECT i.n,
-               COALESCE(
-                   (SELECT s.genesys_message_id FROM outbound_sends s
-                     WHERE s.tenant_id = i.tenant_id AND s.wamid = i.wamid LIMIT 1),
-                   (SELECT t.genesys_message_id FROM message_tracking t
-                     WHERE t.tenant_id = i.tenant_id AND t.direction = 'outbound' AND t.message_id = i.wamid)
-               ) AS genesys_message_id,
+               -- FINISH_SEND records the wamid here and links the tracking row in one statement.
+               (SELECT s.genesys_message_id FROM outbound_sends s
+                 WHERE s.tenant_id = i.tenant_id AND s.wamid = i.wamid LIMIT 1) AS genesys_message_id,
                EXISTS (SELECT 1 FROM outbound_sends s
                         WHERE s.tenant_id = i.tenant_id AND s.customer_id = i.customer_id AND s.wamid IS NULL
                           AND s.created_at > NOW() - INTERVAL '10 minutes') AS pending_send
