@@ -23,6 +23,13 @@ from tests.streams.support import wait_for_port
 from wabridge.settings import Settings
 
 
+def sigkill(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server of a test's own, if it runs, and reap it; its holder keeps None."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
 class OwnTansu:
     """A Tansu broker on its own port (memory storage): killed and started again by the test."""
 
@@ -45,10 +52,7 @@ class OwnTansu:
         wait_for_port(self.port, 15)
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.kill(self._process.pid, signal.SIGKILL)
-            self._process.wait(10)
-        self._process = None
+        self._process = sigkill(self._process)
 
 
 @pytest.fixture
@@ -239,10 +243,7 @@ class OwnRedis:
         wait_for_port(self.port, 15)
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(10)
-        self._process = None
+        self._process = sigkill(self._process)
 
 
 @pytest.fixture
@@ -294,10 +295,7 @@ class OwnPostgres:
 
     def kill(self) -> None:
         """SIGKILL the postmaster; its backends end when they see it gone."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(10)
-        self._process = None
+        self._process = sigkill(self._process)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and port_open(self.port):
             time.sleep(0.1)

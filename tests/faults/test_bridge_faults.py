@@ -191,17 +191,23 @@ async def test_rabbitmq_closing_the_bridges_connection_mid_stream_loses_nothing(
     assert await drain(settings, queue + DEAD_LETTER_SUFFIX, idle_s=0.3) == []
 
 
+async def behind_proxy(edge: RunningEdge, kafka_proxy: TcpProxy, *, request_timeout_ms: int) -> Settings:
+    """The edge's settings on the Kafka behind ``kafka_proxy``, its topics declared there."""
+    settings = edge.settings.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{kafka_proxy.port}", "kafka_request_timeout_ms": request_timeout_ms}
+    )
+    await kafka.ensure_topics(settings)
+    edge.settings = settings
+    return settings
+
+
 @pytest.mark.slow
 async def test_kafka_down_longer_than_the_delivery_limit_allows_dead_letters_nothing(
     edge: RunningEdge, kafka_proxy: TcpProxy
 ) -> None:
     # Each request times out after 1 s; a bridge that returned failed webhooks to RabbitMQ would
     # have spent their delivery limit (5) many times over in the 12 s outage.
-    settings = edge.settings.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{kafka_proxy.port}", "kafka_request_timeout_ms": 1000}
-    )
-    await kafka.ensure_topics(settings)
-    edge.settings = settings
+    settings = await behind_proxy(edge, kafka_proxy, request_timeout_ms=1000)
     before = await post_round(edge, 0)
     bridge = Bridge(settings)
     task = asyncio.create_task(bridge.run())
@@ -230,11 +236,7 @@ async def test_kafka_back_between_two_of_a_customers_records_keeps_their_order(
     # A customer writes twice while Kafka is away, the second message after the first's batch
     # has waited a while. Kafka is back once the first batch has waited longer than the request
     # timeout, the second not yet: the second may not land ahead of the first.
-    settings = edge.settings.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{kafka_proxy.port}", "kafka_request_timeout_ms": 3000}
-    )
-    await kafka.ensure_topics(settings)
-    edge.settings = settings
+    settings = await behind_proxy(edge, kafka_proxy, request_timeout_ms=3000)
     customer = CUSTOMERS[0]
     wamids = [f"wamid.{customer}.{n}" for n in range(3)]
 
