@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,10 +28,23 @@ GENESYS_WEBHOOK_SECRET = "fake-genesys-webhook-secret"
 INTEGRATION_ID = "5e5a1c43-0000-4000-8000-000000000abc"
 
 
+# Below Linux's ephemeral range (32768-60999): a port asked of the kernel (bind to 0) comes from
+# that range, and between choosing it and a subprocess binding it, any outgoing connection may
+# take it ("address already in use", seen once in a full run). Ports here are never handed out so.
+_PORTS = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, outside the ephemeral range."""
+    for _ in range(200):
+        port = _PORTS.randrange(20000, 32768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found in 20000-32767")
 
 
 def make_tenant(tenant_id: str = "acme", phone_number_id: str = PHONE_NUMBER_ID, **config: object) -> Tenant:
