@@ -89,6 +89,62 @@ def build_agent_text(
     return body
 
 
+def build_agent_structured(
+    *,
+    integration_id: str,
+    to_id: str,
+    content: list[dict[str, Any]],
+    text: str | None = None,
+    to_id_type: str = "Phone",
+    nickname: str = "Sim Agent",
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """An agent's ``Structured`` message: quick replies, a list picker or a notification template
+    (``content`` items in Genesys's ``ConversationMessageContent`` shape)."""
+    message_id = message_id or uuid.uuid4().hex
+    body: dict[str, Any] = {
+        "id": message_id,
+        "channel": _channel(integration_id, to_id, to_id_type, nickname, message_id),
+        "type": "Structured",
+        "content": content,
+        "direction": "Outbound",
+        "originatingEntity": "Human",
+    }
+    if text is not None:
+        body["text"] = text
+    return body
+
+
+def quick_replies(*choices: str) -> list[dict[str, Any]]:
+    """``QuickReply`` content items, one per choice (its payload a slug of the text)."""
+    items = [{"text": c, "payload": c.lower().replace(" ", "-"), "action": "Message"} for c in choices]
+    return [{"contentType": "QuickReply", "quickReply": item} for item in items]
+
+
+def list_picker(sections: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One ``ListPicker`` content item: section title -> item titles."""
+    return [
+        {
+            "contentType": "ListPicker",
+            "listPicker": {
+                "id": uuid.uuid4().hex,
+                "sections": [
+                    {"title": title, "items": [{"id": f"{title}-{n}", "title": item} for n, item in enumerate(items)]}
+                    for title, items in sections.items()
+                ],
+            },
+        }
+    ]
+
+
+def notification(name: str, language: str, *parameters: str, text: str | None = None) -> list[dict[str, Any]]:
+    """A ``Notification`` content item: the template ``name`` with body parameters in order."""
+    body: dict[str, Any] = {"parameters": [{"name": str(n), "text": p} for n, p in enumerate(parameters, start=1)]}
+    if text is not None:
+        body["text"] = text
+    return [{"contentType": "Notification", "template": {"id": name, "language": language, "body": body}}]
+
+
 def build_inbound_receipt(
     *,
     integration_id: str,
@@ -228,6 +284,14 @@ class AgentDriver:
                 "wait": wait,
             }
         )
+
+    async def send_structured(
+        self, integration_id: str, to_id: str, content: list[dict[str, Any]], *, text: str | None = None,
+        wait: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Send a ``Structured`` agent message (``quick_replies``, ``list_picker``, ``notification``)."""
+        payload = {"integration_id": integration_id, "to_id": to_id, "type": "Structured", "content": content}
+        return await self._post({**payload, "text": text, "wait": wait})
 
     async def send_typing(self, integration_id: str, to_id: str, *, wait: bool = True) -> dict[str, Any]:
         return await self._post({"integration_id": integration_id, "to_id": to_id, "type": "Event", "wait": wait})

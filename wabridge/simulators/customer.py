@@ -36,6 +36,7 @@ MESSAGE_KINDS = (
     "button_reply",
     "list_reply",
     "flow_reply",
+    "request_welcome",
     "template_button",
     "reaction",
     "unreaction",
@@ -67,6 +68,10 @@ class InboundSpec(BaseModel):
     frequently_forwarded: bool = False
     ad_referral: bool = False
     reacted_message_id: str | None = None  # for reaction / unreaction
+    # For button_reply / list_reply: the id and title of the choice tapped (with ``reply_to``, the
+    # wamid of the business's interactive message, as WhatsApp sends it in ``context``).
+    choice_id: str | None = None
+    choice_title: str | None = None
     new_wa_id: str | None = None  # for system_number_change
     wamid: str | None = None
     timestamp: int | None = None
@@ -133,13 +138,20 @@ def _typed_payload(spec: InboundSpec) -> tuple[str, dict[str, Any]]:
         }
     if kind == "button_reply":
         return "interactive", {
-            "interactive": {"type": "button_reply", "button_reply": {"id": "btn-yes", "title": "Yes"}}
+            "interactive": {
+                "type": "button_reply",
+                "button_reply": {"id": spec.choice_id or "btn-yes", "title": spec.choice_title or "Yes"},
+            }
         }
     if kind == "list_reply":
         return "interactive", {
             "interactive": {
                 "type": "list_reply",
-                "list_reply": {"id": "row-1", "title": "Small", "description": "The small one"},
+                "list_reply": {
+                    "id": spec.choice_id or "row-1",
+                    "title": spec.choice_title or "Small",
+                    "description": "The small one",
+                },
             }
         }
     if kind == "flow_reply":
@@ -153,6 +165,8 @@ def _typed_payload(spec: InboundSpec) -> tuple[str, dict[str, Any]]:
                 },
             }
         }
+    if kind == "request_welcome":
+        return "request_welcome", {}
     if kind == "template_button":
         return "button", {"button": {"payload": "STOP_PROMOTIONS", "text": "Stop promotions"}}
     if kind in ("reaction", "unreaction"):

@@ -29,6 +29,7 @@ from wabridge.simulators import genesys_validation as validation
 from wabridge.simulators.agent import (
     AgentAttachment,
     OutboundDelivery,
+    build_agent_structured,
     build_agent_text,
     build_agent_typing,
     build_inbound_receipt,
@@ -530,6 +531,7 @@ class GenesysSimulator:
         *,
         text: str | None = None,
         attachments: list[str] | None = None,
+        content: list[dict[str, Any]] | None = None,
         typing: bool = False,
         to_id_type: str = "Phone",
         wait: bool = True,
@@ -537,6 +539,8 @@ class GenesysSimulator:
         """Post an outbound webhook to the integration's URL with Genesys's retry policy.
 
         ``attachments`` are sample kinds (image, video, audio, document) served by this simulator.
+        ``content`` makes a ``Structured`` message of those content items (``QuickReply``,
+        ``ListPicker``, ``Notification``… as Genesys's ``ConversationMessageContent``).
         """
         integration = self.integrations.get(integration_id)
         if integration is None or not integration.outbound_webhook_url or integration.outbound_webhook_secret is None:
@@ -544,6 +548,15 @@ class GenesysSimulator:
         if typing:
             body = build_agent_typing(
                 integration_id=integration_id, to_id=to_id, to_id_type=to_id_type, nickname=integration.nickname
+            )
+        elif content:
+            body = build_agent_structured(
+                integration_id=integration_id,
+                to_id=to_id,
+                text=text,
+                content=content,
+                to_id_type=to_id_type,
+                nickname=integration.nickname,
             )
         else:
             hosted = [self._host_agent_media(kind) for kind in attachments or []]

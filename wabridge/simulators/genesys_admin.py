@@ -145,6 +145,7 @@ class GenesysAdmin:
                 body["to_id"],
                 text=body.get("text"),
                 attachments=body.get("attachments"),
+                content=body.get("content"),
                 typing=body.get("type") == "Event",
                 to_id_type=body.get("to_id_type", "Phone"),
                 wait=bool(body.get("wait", True)),

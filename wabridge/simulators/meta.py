@@ -83,6 +83,14 @@ _RATE_LIMITED = {
     "message": "Rate limit hit",
     "error_data": {"details": "Cloud API message throughput has been reached."},
 }
+_OPTED_OUT = {
+    "code": 131050,
+    "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages "
+    "on WhatsApp from your business.",
+    "message": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages "
+    "on WhatsApp from your business.",
+    "error_data": {"details": "The recipient opted out of marketing messages."},
+}
 _MEDIA_DOWNLOAD_FAILED = {
     "code": 131053,
     "title": "Media upload error",
@@ -176,6 +184,7 @@ class MetaSimulator:
         self._windows: dict[tuple[str, str], float] = {}  # (phone_number_id, wa_id) -> last inbound
         self._sent: dict[str, SentMessage] = {}
         self._read_marks: list[dict[str, Any]] = []
+        self._opted_out: set[tuple[str, str]] = set()  # (phone_number_id, wa_id): marketing stopped
         self._webhooks: list[WebhookDelivery] = []
         self._send_rate = RateLimiter(window_s=1.0)
         self._rng = random.Random(seed)
@@ -206,6 +215,10 @@ class MetaSimulator:
         """Record the customer's last message (opens the 24-hour window from ``at``, default now)."""
         self._windows[(phone_number_id, wa_id)] = time.time() if at is None else at
 
+    def opt_out(self, phone_number_id: str, wa_id: str) -> None:
+        """The customer stops marketing messages from this number: template sends fail with 131050."""
+        self._opted_out.add((phone_number_id, wa_id))
+
     def fail_next_downloads(self, media_id: str, count: int = 1) -> None:
         """Fault: the next ``count`` downloads of this media's URL answer 404 (as an expired URL does)."""
         self._media[media_id].failing_downloads = count
@@ -235,6 +248,10 @@ class MetaSimulator:
 
     def sent_messages(self, phone_number_id: str | None = None) -> list[SentMessage]:
         return [m for m in self._sent.values() if phone_number_id in (None, m.phone_number_id)]
+
+    def media(self, media_id: str) -> StoredMedia | None:
+        """Media the simulator holds (a customer's, or one the bridge uploaded)."""
+        return self._media.get(media_id)
 
     def read_marks(self, phone_number_id: str | None = None) -> list[dict[str, Any]]:
         return [m for m in self._read_marks if phone_number_id in (None, m["phone_number_id"])]
@@ -411,6 +428,8 @@ class MetaSimulator:
                 return f"Param {kind}['id'] is not a valid whatsapp business account media attachment ID"
         if kind == "template" and (not payload.get("name") or not isinstance(payload.get("language"), dict)):
             return "The parameters template['name'] and template['language'] are required."
+        if kind == "interactive":
+            return interactive_problem(payload)
         return None
 
     def _mark_read(self, phone_number_id: str, body: dict[str, Any]) -> web.Response:
@@ -430,6 +449,8 @@ class MetaSimulator:
         """Why Meta would fail this accepted message, decided as Meta does, after accepting it."""
         if self._send_rate.acquire(number.phone_number_id, number.messages_per_second) is not None:
             return _RATE_LIMITED
+        if sent.type == "template" and (number.phone_number_id, sent.to) in self._opted_out:
+            return _OPTED_OUT
         if number.enforce_service_window and sent.type != "template":
             last_inbound = self._windows.get((number.phone_number_id, sent.to))
             if last_inbound is None or time.time() - last_inbound > self.config.service_window_s:
@@ -527,6 +548,34 @@ class MetaSimulator:
 
     # --- customers (inbound webhooks) ---------------------------------------------------------
 
+    async def send_user_preference(self, phone_number_id: str, wa_id: str, value: str, name: str = "Customer") -> None:
+        """The customer stops (``stop``) or resumes (``resume``) marketing messages: the
+        ``user_preferences`` webhook, and template sends fail with 131050 while stopped."""
+        number = self.phone_numbers[phone_number_id]
+        if value == "stop":
+            self._opted_out.add((phone_number_id, wa_id))
+        else:
+            self._opted_out.discard((phone_number_id, wa_id))
+        change_value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": number.display_phone_number, "phone_number_id": phone_number_id},
+            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+            "user_preferences": [
+                {
+                    "wa_id": wa_id,
+                    "detail": "User requested to stop marketing messages" if value == "stop" else "User resumed",
+                    "category": "marketing_messages",
+                    "value": value,
+                    "timestamp": int(time.time()),
+                }
+            ],
+        }
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": number.waba_id, "changes": [{"field": "user_preferences", "value": change_value}]}],
+        }
+        await self._post_webhook(number, "preference", encode_webhook(payload), number.webhook_url)
+
     async def send_inbound(
         self,
         phone_number_id: str,
@@ -582,6 +631,55 @@ class MetaSimulator:
             "media_ids": media_ids,
             "posts": [delivery.attempts if delivery else [] for delivery in deliveries],
         }
+
+
+def interactive_problem(payload: dict[str, Any]) -> str | None:
+    """What Meta refuses in an interactive reply-buttons or list message (its documented limits:
+    "Interactive reply buttons messages", "Interactive list messages", checked 2026-12)."""
+    kind = payload.get("type")
+    body = payload.get("body")
+    text = body.get("text") if isinstance(body, dict) else None
+    action = payload.get("action")
+    if not isinstance(text, str) or not text or not isinstance(action, dict):
+        return "The parameters interactive['body']['text'] and interactive['action'] are required."
+    if kind == "button":
+        buttons = action.get("buttons")
+        if len(text) > 1024 or not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return "Interactive buttons need a body of at most 1024 characters and 1 to 3 buttons."
+        ids = []
+        for button in buttons:
+            reply = button.get("reply") if isinstance(button, dict) else None
+            if not isinstance(reply, dict) or button.get("type") != "reply":
+                return "Each button must be {type: reply, reply: {id, title}}."
+            title, button_id = reply.get("title"), reply.get("id")
+            if not isinstance(title, str) or not 1 <= len(title) <= 20:
+                return "Button title length must be between 1 and 20 characters."
+            if not isinstance(button_id, str) or not 1 <= len(button_id) <= 256:
+                return "Button id length must be between 1 and 256 characters."
+            ids.append(button_id)
+        return None if len(set(ids)) == len(ids) else "Button ids must be unique."
+    if kind == "list":
+        sections = action.get("sections")
+        label = action.get("button")
+        if len(text) > 4096 or not isinstance(label, str) or not 1 <= len(label) <= 20:
+            return "A list needs a body of at most 4096 characters and a button label of 1 to 20."
+        if not isinstance(sections, list) or not 1 <= len(sections) <= 10:
+            return "A list needs 1 to 10 sections."
+        rows = [row for section in sections if isinstance(section, dict) for row in section.get("rows") or []]
+        if not 1 <= len(rows) <= 10:
+            return "A list needs 1 to 10 rows in all."
+        if len(sections) > 1 and not all(isinstance(sec, dict) and sec.get("title") for sec in sections):
+            return "Each section needs a title when there are several."
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("title"), str) or not 1 <= len(row["title"]) <= 24:
+                return "Row title length must be between 1 and 24 characters."
+            if not isinstance(row.get("id"), str) or not 1 <= len(row["id"]) <= 200:
+                return "Row id length must be between 1 and 200 characters."
+            if len(str(row.get("description") or "")) > 72:
+                return "Row description must be at most 72 characters."
+        ids = [row["id"] for row in rows]
+        return None if len(set(ids)) == len(ids) else "Row ids must be unique."
+    return f"Interactive type {kind!r} is not supported by this simulator."
 
 
 async def _healthz(_: web.Request) -> web.Response:
