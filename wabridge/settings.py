@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     sim_genesys_host: str = "127.0.0.1"
     sim_genesys_port: int = 3102
     meta_graph_version: str = "v21.0"
+    # Sends per second per WhatsApp business number, per worker (Meta's default throughput is 80;
+    # 1,000 after an upgrade; 20 for numbers shared with the WhatsApp Business app). With several
+    # workers each paces its own share: set this to the number's limit divided by the workers.
+    whatsapp_sends_per_second: float = Field(default=80.0, gt=0)
 
     # --- Embedded development stack ------------------------------------------------------------
     state_dir: Path = Path(".wabridge")

@@ -144,6 +144,7 @@ class Deliverer:
             attachments=ready.attachments,
             media_unavailable=ready.media_unavailable,
             custom_attributes=attributes,
+            quoted=ready.conversation.quoted,
         )
         return [("message", body) for body in bodies]
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from wabridge.agents.context import StageContext, send_and_wait
 from wabridge.errors import PermanentError
 from wabridge.schemas.meta import normalize
-from wabridge.schemas.records import BusinessError, InboundMessage, StatusUpdate, WebhookEvent
+from wabridge.schemas.records import BusinessError, InboundMessage, PreferenceUpdate, StatusUpdate, WebhookEvent
 from wabridge.streams.app import create_table, stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import WA_INBOUND, WA_NORMALIZED
@@ -39,11 +39,13 @@ DEDUPLICATED = Counter("wabridge_normalize_duplicates_total", "Events normalize 
 NORMALIZED = Counter("wabridge_normalize_events_total", "Events normalize passed on", ["kind"])
 
 
-def dedupe_id(record: InboundMessage | StatusUpdate | BusinessError, event: WebhookEvent) -> str:
+def dedupe_id(record: InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate, event: WebhookEvent) -> str:
     if isinstance(record, InboundMessage):
         return record.wamid
     if isinstance(record, StatusUpdate):
         return record.dedupe_key
+    if isinstance(record, PreferenceUpdate):
+        return f"preference:{record.category}:{record.preference}:{record.timestamp}"
     return f"error:{event.event_id}"
 
 

@@ -3,23 +3,29 @@
 Keyed ``tenant:customer`` like every stage, so one customer's messages are sent one after the
 other, in the order the agent wrote them, while other customers' go on in their own lanes.
 
-An agent ``Text`` is sent as WhatsApp text, split at WhatsApp's 4096 characters
-(``meta_graph.text_parts``), each part once: ``tables.outbound`` brackets every send in
-PostgreSQL (attempt before, wamid after), so a Genesys retry that got past the dedupe table, a
-redelivery after a crash or a replay never sends a part Meta already took. A part whose attempt
-is recorded without a wamid was in flight when a worker died: it is sent again, counted
-(``wabridge_outbound_unconfirmed_resends_total``) and logged with its Genesys id.
+What is sent: ``transforms.outbound.whatsapp_parts`` turns the agent's ``Text`` or ``Structured``
+message into WhatsApp messages (text split at 4096 characters, attachments, quick replies and list
+pickers as interactive buttons or lists, a ``Notification`` as a template send). Each part is sent
+once: ``tables.outbound`` brackets every send in PostgreSQL (attempt before, wamid after), so a
+Genesys retry that got past the dedupe table, a redelivery after a crash or a replay never sends a
+part Meta already took. A part whose attempt is recorded without a wamid was in flight when a
+worker died: it is sent again, counted (``wabridge_outbound_unconfirmed_resends_total``) and logged.
+An attachment is fetched from Genesys, kept in media-outbound and uploaded to Meta first
+(``agent_media.AgentMedia``).
 
-From the business number the customer wrote to (the conversation's ``phone_number_id``), else
-the tenant's first number. A refused token holds the tenant's WhatsApp work (``whatsapp`` hold);
-throughput and Meta's own trouble are retried in the lane; a refusal no retry changes routes the
-event to ``error-events`` with Meta's code.
+From the business number the customer wrote to (the conversation's ``phone_number_id``), else the
+tenant's first number, paced to the number's throughput (``NumberPacer``: Meta's 130429 pauses the
+whole number; 131056, one customer's pair limit, backs off only that customer's lane). A refused
+token holds the tenant's WhatsApp work (``whatsapp`` hold); Meta's own trouble is retried in the
+lane; a refusal no retry changes routes the event to ``error-events`` with Meta's code.
 
-The 24-hour window: free text is sent only within 24 hours of the customer's last message (its
-Meta timestamp, kept by the conversation). Outside it, nothing is sent and Genesys gets a
-``Failed`` receipt (``MessageExpired``) the agent can read; so does any refusal of Meta's no retry
-changes (its code mapped by ``transforms.receipts``). Genesys's webhook was answered 2xx long
-before: a failed send is reported by a receipt, never by refusing the webhook.
+The 24-hour window: free-form messages are sent only within 24 hours of the customer's last
+message (its Meta timestamp, kept by the conversation); a template goes at any time, except to a
+customer who opted out of marketing messages (Meta's 131050 or a ``user_preferences`` stop, kept by
+the conversation). What is not sent gets a ``Failed`` receipt the agent can read
+(``MessageExpired``, ``RecipientOptedOut``, ``UnsupportedMessage`` naming the content WhatsApp
+cannot show, or Meta's refusal mapped by ``transforms.receipts``). Genesys's webhook was answered
+2xx long before: a failed send is reported by a receipt, never by refusing the webhook.
 
 Receipts: Meta's ``delivered`` and ``failed`` statuses of our sends come back through the inbound
 pipeline; resolve_conversation tracks them and, for a part of an agent's message, puts a
@@ -28,14 +34,11 @@ pipeline; resolve_conversation tracks them and, for a part of an agent's message
 
 The agent typing marks the customer's last message read with WhatsApp's typing indicator, at
 most once per customer every few seconds, best effort.
-
-Not yet here (issue 14, next steps): attachments and structured messages (quick replies, lists,
-templates). Such events go to ``error-events`` (``outbound_unsupported``) — kept, counted and
-redrivable once built.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -46,10 +49,12 @@ from faust.types import EventT
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from wabridge.agent_media import AgentMedia
 from wabridge.agents import holds
 from wabridge.agents.context import StageContext
+from wabridge.connectors import s3
 from wabridge.connectors.genesys import GenesysClient
-from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, SendRefused, WhatsAppTokens, text_parts
+from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, NumberRateLimited, SendRefused, WhatsAppTokens
 from wabridge.errors import PermanentError
 from wabridge.failures import classify
 from wabridge.schemas.genesys import OutboundEvent, OutboundKind, ReasonCode, genesys_time
@@ -60,6 +65,7 @@ from wabridge.streams.topics import AGENT_MESSAGES
 from wabridge.tables.conversations import ConversationMapping
 from wabridge.tables.outbound import BEGIN_SEND, FINISH_SEND, SendAttempt, SendDone
 from wabridge.tenants import Tenant
+from wabridge.transforms.outbound import Part, Unsendable, whatsapp_parts
 from wabridge.transforms.receipts import failed_receipt, reason_code, to_open_receipt
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,12 @@ UNCONFIRMED_RESENDS = Counter(
 NOT_SENT = Counter("wabridge_outbound_not_sent_total", "Agent events not sent to WhatsApp, by kind", ["kind"])
 RECEIPTS = Counter("wabridge_outbound_receipts_total", "Receipts POSTed to Genesys, by status", ["tenant", "status"])
 
+PAUSES = Counter(
+    "wabridge_outbound_number_pauses_total", "Times a business number's sends paused for Meta's 130429", ["number"]
+)
+# How long a number's sends pause after 130429 when Meta gives no Retry-After.
+NUMBER_PAUSE_S = 1.0
+
 TYPING = Counter("wabridge_outbound_typing_shown_total", "Typing indicators shown to customers", ["tenant"])
 # At most one typing indicator per customer this often (WhatsApp shows one for up to 25 s).
 TYPING_EVERY_S = 5.0
@@ -84,6 +96,29 @@ TYPING_EVERY_S = 5.0
 # The customer service window (reference: Sending): free-form messages within 24 h of the
 # customer's last message, templates only afterwards.
 SERVICE_WINDOW_S = 24 * 3600
+
+
+class NumberPacer:
+    """Each business number's sends, spaced to its throughput (``whatsapp_sends_per_second``), and
+    paused as a whole when Meta answers that the number is over it (130429): every customer of
+    the number waits, as Meta asks, while other numbers' sends go on. A customer's own pair limit
+    (131056) is not here: only that customer's lane backs off."""
+
+    def __init__(self, per_second: float) -> None:
+        self._spacing = 1.0 / per_second
+        self._next: dict[str, float] = {}  # number -> the earliest next send (monotonic)
+
+    async def turn(self, number: str) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next.get(number, now))
+        self._next[number] = slot + self._spacing
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def pause(self, number: str, seconds: float) -> None:
+        now = time.monotonic()
+        self._next[number] = max(self._next.get(number, now), now + seconds)
+        PAUSES.labels(number).inc()
 
 
 class Sender:
@@ -95,11 +130,19 @@ class Sender:
         self.conversations = conversations
         self.graph = MetaGraphClient.from_settings(ctx.settings)
         self.tokens = WhatsAppTokens(ctx.redis, ctx.box, ctx.settings)
+        self.pacer = NumberPacer(ctx.settings.whatsapp_sends_per_second)
+        self._storage = s3.client(ctx.settings)
+        self._presigner = s3.client(ctx.settings, public=True)
+        self.media = AgentMedia(
+            ctx.settings, graph=self.graph, tokens=self.tokens, storage=self._storage, presigner=self._presigner
+        )
         # key -> when its typing indicator was last shown (monotonic); pruned to the last seconds.
         self._typing_shown: dict[str, float] = {}
 
     async def close(self) -> None:
         await self.graph.close()
+        for client in (self._storage, self._presigner):
+            await client.close_session()
 
     async def handle(self, event: EventT) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
@@ -116,31 +159,51 @@ class Sender:
         if outbound.kind is OutboundKind.EVENT:
             await self.show_typing(outbound)
             return
-        if outbound.kind is not OutboundKind.TEXT or outbound.attachments:
-            what = "attachments" if outbound.kind is OutboundKind.TEXT else outbound.kind.value
-            error = PermanentError(f"agent {what} cannot be sent to WhatsApp yet", reason="outbound_unsupported")
-            await self.ctx.route_error(STAGE, event, error, tenant_id=outbound.tenant_id, message_id=outbound.id)
+        if outbound.kind not in (OutboundKind.TEXT, OutboundKind.STRUCTURED):
+            NOT_SENT.labels(outbound.kind.value.lower()).inc()
             return
-        if not outbound.text:
-            NOT_SENT.labels("empty_text").inc()
+        try:
+            parts = whatsapp_parts(outbound)
+        except Unsendable as exc:
+            NOT_SENT.labels("unsupported").inc()
+            await self.tell_failure(outbound, exc.code, f"Not sent: {exc}.")
             return
+        if not parts:
+            NOT_SENT.labels("empty").inc()
+            return
+        await self.send(event, outbound, parts)
+
+    async def send(self, event: EventT, outbound: OutboundEvent, parts: list[Part]) -> None:
+        """Send ``parts`` in order, each once, if the customer's window (or a template) allows."""
         tenant = await self.ctx.tenant(outbound.tenant_id)
         held = self.conversations.get(outbound.key)
         mapping = ConversationMapping.from_table(held) if held is not None else None
         # A conversation kept before this field existed has only its activity time: later than the
         # customer's message, so a closed window may look open; Meta's 131047 then says so (receipt).
         last_message_at = (mapping.last_customer_message_at or mapping.last_activity_at) if mapping else None
-        if last_message_at is None or time.time() - last_message_at > SERVICE_WINDOW_S:
+        window_open = last_message_at is not None and time.time() - last_message_at <= SERVICE_WINDOW_S
+        if not window_open and not all(part.template for part in parts):
             SENDS.labels(tenant.id, "window_closed").inc()
             since = "never wrote" if last_message_at is None else f"last wrote at {genesys_time(last_message_at)}"
             note = f"Not sent: the customer's 24-hour WhatsApp window is closed ({since}); only a template can be sent."
             await self.tell_failure(outbound, ReasonCode.MESSAGE_EXPIRED, note)
             return
+        if any(part.template for part in parts) and mapping is not None and mapping.marketing_opted_out_at:
+            SENDS.labels(tenant.id, "opted_out").inc()
+            note = (
+                "Not sent: the customer opted out of marketing messages on WhatsApp "
+                f"(since {genesys_time(mapping.marketing_opted_out_at)}); templates are not sent to them "
+                "until they opt in again. A reply within 24 hours of their next message can be sent."
+            )
+            await self.tell_failure(outbound, ReasonCode.RECIPIENT_OPTED_OUT, note)
+            return
         try:
             phone_number_id = self.phone_number_for(mapping, tenant)
-            for part, body in enumerate(text_parts(outbound.text)):
-                message = {"to": outbound.customer_id, "type": "text", "text": {"body": body}}
-                await self.send_once(tenant, phone_number_id, outbound, part, message)
+            for index, part in enumerate(parts):
+                await self.send_once(tenant, phone_number_id, outbound, index, part)
+        except Unsendable as exc:
+            SENDS.labels(tenant.id, "unsupported").inc()
+            await self.tell_failure(outbound, exc.code, f"Not sent: {exc}.")
         except PermanentError as exc:
             SENDS.labels(tenant.id, exc.reason).inc()
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
@@ -215,32 +278,45 @@ class Sender:
         RECEIPTS.labels(tenant_id, str(body["status"])).inc()
 
     async def send_once(
-        self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, part: int, message: dict[str, object]
+        self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, index: int, part: Part
     ) -> None:
         """Send one part unless Meta has it already (a wamid is recorded for it)."""
-        attempt = SendAttempt(tenant.id, outbound.id, part, outbound.customer_id)
+        attempt = SendAttempt(tenant.id, outbound.id, index, outbound.customer_id)
         prior = await self.ctx.write(STAGE, BEGIN_SEND, attempt)
         if prior.wamid is not None:
             SENDS.labels(tenant.id, "already_sent").inc()
-            log.debug("outbound: part %d of %s (tenant %s) was sent already", part, outbound.id, tenant.id)
+            log.debug("outbound: part %d of %s (tenant %s) was sent already", index, outbound.id, tenant.id)
             return
         if prior.attempts > 0:
             UNCONFIRMED_RESENDS.labels(tenant.id).inc()
             log.warning(
                 "outbound: tenant %s agent message %s part %d: an earlier attempt's answer was lost with its "
                 "worker; sending again",
-                tenant.id, outbound.id, part,
+                tenant.id, outbound.id, index,
             )  # fmt: skip
+        body = part.message
+        if part.attachment is not None:
+
+            async def attach() -> dict[str, Any]:
+                return await self.media.attach(await self.ctx.tenant(tenant.id), phone_number_id, outbound, index, part)
+
+            body = await self.ctx.retrying(STAGE, attach, tenant_id=tenant.id, scope=holds.WHATSAPP)
+        message = {"to": outbound.customer_id, **body}
 
         async def send() -> Accepted:
             # The tenant is read again on every attempt: an operator's fix (a new token) is seen.
             current = await self.ctx.tenant(tenant.id)
-            return await self.tokens.using(
-                current, lambda token: self.graph.send_message(current, phone_number_id, token, message)
-            )
+            await self.pacer.turn(phone_number_id)
+            try:
+                return await self.tokens.using(
+                    current, lambda token: self.graph.send_message(current, phone_number_id, token, message)
+                )
+            except NumberRateLimited as exc:
+                self.pacer.pause(phone_number_id, exc.retry_after or NUMBER_PAUSE_S)
+                raise
 
         accepted = await self.ctx.retrying(STAGE, send, tenant_id=tenant.id, scope=holds.WHATSAPP)
-        done = SendDone(tenant.id, outbound.id, part, outbound.customer_id, accepted.wamid)
+        done = SendDone(tenant.id, outbound.id, index, outbound.customer_id, accepted.wamid, part.preview)
         await self.ctx.write(STAGE, FINISH_SEND, done)
         SENDS.labels(tenant.id, "accepted").inc()
 

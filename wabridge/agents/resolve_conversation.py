@@ -40,6 +40,8 @@ from wabridge.schemas.records import (
     BusinessError,
     ConversationRef,
     InboundMessage,
+    PreferenceUpdate,
+    Quoted,
     ReceiptDue,
     ResolvedMessage,
     StatusUpdate,
@@ -58,9 +60,13 @@ from wabridge.tables.conversations import (
 )
 from wabridge.tables.mirror import WriteKind
 from wabridge.tables.outbound import SEND_STATUS, SendStatus
-from wabridge.tables.tracking import TRACK, Tracked
+from wabridge.tables.tracking import TRACK, Tracked, fetch_quoted
 
 log = logging.getLogger(__name__)
+
+# Meta's "this customer opted out of marketing messages" (reference: Throughput and errors).
+OPTED_OUT_CODE = 131050
+MARKETING_CATEGORY = "marketing_messages"
 
 STAGE = "resolve_conversation"
 CONVERSATIONS_TABLE = "conversations"
@@ -69,7 +75,7 @@ MAPPINGS_CREATED = Counter("wabridge_mappings_created_total", "Conversation mapp
 MAPPINGS_MOVED = Counter("wabridge_mappings_moved_total", "Mappings moved by a number or user-id change", ["tenant"])
 TABLE_MISSES = Counter("wabridge_conversation_table_misses_total", "Table misses answered by PostgreSQL")
 
-NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove
+NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -81,6 +87,8 @@ def decode_normalized(raw: bytes) -> NormalizedRecord:
         raise ValueError("not a JSON object")
     if "mapping" in value:
         return MappingMove.model_validate(value)
+    if "preference" in value:
+        return PreferenceUpdate.model_validate(value)
     if "status" in value:
         return StatusUpdate.model_validate(value)
     if "error" in value:
@@ -121,6 +129,9 @@ class ConversationResolver:
                 await self.apply_move(record)
             elif isinstance(record, StatusUpdate):
                 await self.track_status(record)
+            elif isinstance(record, PreferenceUpdate):
+                if record.category == MARKETING_CATEGORY and record.preference in ("stop", "resume"):
+                    self.opted_out(record.key, float(record.timestamp), opted_out=record.preference == "stop")
             elif isinstance(record, BusinessError):
                 error = PermanentError(
                     f"Meta reported error {record.error.code} for number {record.phone_number_id}: "
@@ -141,14 +152,29 @@ class ConversationResolver:
     async def resolve_message(self, message: InboundMessage) -> None:
         mapping = await self.mapping_for(message)
         await self.write(TRACK, Tracked.of_inbound(message, MessageStatus.RECEIVED, mapping.conversation_id))
-        resolved = ResolvedMessage(
-            message=message,
-            conversation=ConversationRef(
-                conversation_id=mapping.conversation_id,
-                genesys_conversation_id=mapping.genesys_conversation_id,
-            ),
+        conversation = ConversationRef(
+            conversation_id=mapping.conversation_id, genesys_conversation_id=mapping.genesys_conversation_id
         )
+        resolved = ResolvedMessage(message=message, conversation=await self.with_context(message, conversation))
         await self.ctx.retrying(STAGE, lambda: send_and_wait(self.resolved, message.key, resolved.to_bytes()))
+
+    async def with_context(self, message: InboundMessage, conversation: ConversationRef) -> ConversationRef:
+        """The conversation with what ``message`` replies or reacts to: the earlier message's preview
+        for the agent, and for a part of an agent's message its Genesys id (a button or list choice
+        then answers that message as a structured response)."""
+        target = message.context_message_id
+        if not target:
+            return conversation
+
+        async def lookup() -> tuple[Quoted, str | None] | None:
+            return await fetch_quoted(await self.ctx.pool(), message.tenant_id, target)
+
+        found = await self.ctx.retrying(STAGE, lookup)
+        if found is None:
+            return conversation
+        quoted, genesys_message_id = found
+        links = {target: genesys_message_id} if genesys_message_id else {}
+        return conversation.model_copy(update={"quoted": quoted, "originating_message_ids": links})
 
     async def mapping_for(self, message: InboundMessage) -> ConversationMapping:
         key = message.key
@@ -277,6 +303,8 @@ class ConversationResolver:
         result = await self.write(SEND_STATUS, update)
         if status.status not in (MessageStatus.DELIVERED, MessageStatus.FAILED):
             return
+        if any(error.code == OPTED_OUT_CODE for error in status.errors):
+            self.opted_out(status.key, float(status.timestamp))
         if result.genesys_message_id is None:
             if result.pending_send:
                 # Meta's status outran the send's own write (its wamid is not recorded yet): wait for it.
@@ -285,6 +313,19 @@ class ConversationResolver:
             return
         due = ReceiptDue(receipt_for=result.genesys_message_id, status=status)
         await self.ctx.retrying(STAGE, lambda: send_and_wait(self.agent_messages, due.key, due.to_bytes()))
+
+    def opted_out(self, key: str, at: float, *, opted_out: bool = True) -> None:
+        """Note that the customer opted out of marketing messages (or back in): the outbound stage
+        then refuses template sends to them with a receipt that says why."""
+        held = self.table.get(key)
+        if held is None:
+            return
+        mapping = ConversationMapping.from_table(held)
+        since = (mapping.marketing_opted_out_at or at) if opted_out else None
+        if since != mapping.marketing_opted_out_at:
+            self.table[key] = mapping.model_copy(update={"marketing_opted_out_at": since}).to_table()
+            log.info("tenant %s: customer %s opted %s of marketing messages", mapping.tenant_id,
+                     mask_customer_id(mapping.customer_id), "out" if opted_out else "back in")  # fmt: skip
 
 
 def _tenant_of(record: NormalizedRecord) -> str:

@@ -245,10 +245,14 @@ class MetaGraphClient:
             raise TransientError(f"media lookup of {media_id} failed: {exc!r}") from exc
         return _media_info(media_id, raw)
 
-    async def download(self, url: str, token: SecretStr, max_bytes: int) -> bytes:
-        """The file at a URL from ``media_info``; ``MediaTooLarge`` as soon as it passes ``max_bytes``."""
+    async def download(self, url: str, token: SecretStr | None, max_bytes: int) -> bytes:
+        """The file at a URL from ``media_info``; ``MediaTooLarge`` as soon as it passes ``max_bytes``.
+
+        ``token`` None fetches without credentials: an agent's attachment at Genesys's own (signed)
+        URL, which must never see a WhatsApp token."""
+        headers = _bearer(token) if token is not None else {}
         try:
-            async with self._client().get(url, headers=_bearer(token), timeout=self._download_timeout) as response:
+            async with self._client().get(url, headers=headers, timeout=self._download_timeout) as response:
                 if response.status != 200:
                     raise _graph_failure(response, await response.read(), media_id=None)
                 declared = response.content_length
@@ -262,6 +266,36 @@ class MetaGraphClient:
                 return bytes(received)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"media download failed: {exc!r}") from exc
+
+    async def upload_media(
+        self, tenant: Tenant, phone_number_id: str, token: SecretStr, data: bytes, mime: str, filename: str
+    ) -> str:
+        """``POST {graph}/{version}/{phone_number_id}/media`` (multipart: ``messaging_product``,
+        ``type``, ``file``) → the media id a send uses (reference: Media, "Upload for sending").
+        Refusals as for a send (:func:`send_error`): a 4xx no retry changes is ``SendRefused``."""
+        base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
+        url = f"{base}/{quote(phone_number_id, safe='')}/media"
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime)
+        form.add_field("file", data, filename=filename, content_type=mime)
+        try:
+            async with self._client().post(
+                url, data=form, headers=_bearer(token), timeout=self._download_timeout
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise _send_failure(phone_number_id, response, raw)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"media upload to {phone_number_id} failed: {exc!r}") from exc
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        media_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(media_id, str | int) or not str(media_id):
+            raise TransientError(f"media upload to {phone_number_id} answered 200 without an id")
+        return str(media_id)
 
     async def show_typing(self, tenant: Tenant, phone_number_id: str, token: SecretStr, wamid: str) -> None:
         """Mark the customer's message ``wamid`` read with the typing indicator (reference: Sending;

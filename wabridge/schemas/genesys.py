@@ -111,6 +111,12 @@ class _Attachment(_GenesysModel):
 class _Content(_GenesysModel):
     content_type: str | None = Field(default=None, alias="contentType")
     attachment: _Attachment | None = None
+    # Structured content, read leniently (``_choices``, ``_template``): a malformed quick reply
+    # must not make the whole agent message unreadable.
+    quick_reply: Any = Field(default=None, alias="quickReply")
+    quick_reply_v2: Any = Field(default=None, alias="quickReplyV2")
+    list_picker: Any = Field(default=None, alias="listPicker")
+    template: Any = None
 
 
 class _Typing(_GenesysModel):
@@ -164,6 +170,36 @@ class OutboundAttachment(BaseModel):
     size: int | None = None  # contentSizeBytes
 
 
+class ChoiceKind(StrEnum):
+    """Where an agent's choices came from: ``QuickReply``/``QuickReplyV2`` or ``ListPicker`` content."""
+
+    QUICK_REPLY = "QuickReply"
+    LIST_PICKER = "ListPicker"
+
+
+class Choice(BaseModel):
+    """One choice the agent offers (a quick reply, or a list picker item)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str
+    payload: str  # what comes back when the customer picks it (the item id, else the title)
+    description: str | None = None  # list picker item subtitle
+    section: str | None = None  # list picker section title
+
+
+class Template(BaseModel):
+    """A Genesys ``Notification`` (``template``): sent to WhatsApp as the template of that name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # template.id: the template's name as the messaging platform knows it
+    language: str  # template.language, e.g. en_US
+    body_text: str | None = None  # the filled-in text as Genesys shows it to the agent
+    header_parameters: tuple[str, ...] = ()
+    body_parameters: tuple[str, ...] = ()
+
+
 class TypingEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -194,6 +230,11 @@ class OutboundEvent(Record):
     direction: str | None = None
     text: str | None = None
     attachments: tuple[OutboundAttachment, ...] = ()
+    choice_kind: ChoiceKind | None = None  # Structured with quick replies or a list picker
+    choices_title: str | None = None  # quickReplyV2.title (shown above the choices)
+    choices: tuple[Choice, ...] = ()
+    template: Template | None = None  # Structured Notification
+    content_types: tuple[str, ...] = ()  # every content[].contentType, so an unknown one is not lost
     typing: TypingEvent | None = None  # Event with eventType Typing
     event_types: tuple[str, ...] = ()  # every events[].eventType, so an unknown event is not lost
     receipt_status: str | None = None  # Receipt: Delivered | Failed | ... (Genesys's own words)
@@ -251,6 +292,7 @@ def parse_outbound_webhook(body: bytes | str | dict[str, Any], *, tenant_id: str
         ),
         None,
     )
+    choice_kind, choices_title, choices = _choices(message.content)
     channel = message.channel
     return OutboundEvent(
         id=message.id,
@@ -265,6 +307,11 @@ def parse_outbound_webhook(body: bytes | str | dict[str, Any], *, tenant_id: str
         direction=message.direction,
         text=message.text,
         attachments=attachments,
+        choice_kind=choice_kind,
+        choices_title=choices_title,
+        choices=choices,
+        template=next((t for t in (_template(item.template) for item in message.content) if t is not None), None),
+        content_types=tuple(_text(item.content_type) or "" for item in message.content),
         typing=typing,
         event_types=tuple(event.event_type for event in message.events),
         receipt_status=message.status,
@@ -272,4 +319,67 @@ def parse_outbound_webhook(body: bytes | str | dict[str, Any], *, tenant_id: str
         is_final_receipt=message.is_final_receipt,
         originating_entity=message.originating_entity,
         raw=data,
+    )
+
+
+# -- Structured content, read leniently -------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A non-empty string, or None: numbers become strings, anything else (objects, lists) is ignored."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return str(value).strip() or None
+    return None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _choice(title: Any, payload: Any, description: Any = None, section: Any = None) -> Choice | None:
+    text = _text(title)
+    if text is None:
+        return None
+    return Choice(title=text, payload=_text(payload) or text, description=_text(description), section=_text(section))
+
+
+def _choices(content: list[_Content]) -> tuple[ChoiceKind | None, str | None, tuple[Choice, ...]]:
+    """The agent's quick replies (``QuickReply`` items, or one ``QuickReplyV2``) or list picker."""
+    found: list[Choice | None] = []
+    kind: ChoiceKind | None = None
+    title: str | None = None
+    for item in content:
+        if isinstance(item.quick_reply, dict):
+            kind = kind or ChoiceKind.QUICK_REPLY
+            found.append(_choice(item.quick_reply.get("text"), item.quick_reply.get("payload")))
+        if isinstance(item.quick_reply_v2, dict):
+            kind = kind or ChoiceKind.QUICK_REPLY
+            title = title or _text(item.quick_reply_v2.get("title"))
+            for action in _dicts(item.quick_reply_v2.get("actions")):
+                found.append(_choice(action.get("text"), action.get("payload")))
+        if isinstance(item.list_picker, dict):
+            kind = kind or ChoiceKind.LIST_PICKER
+            for section in _dicts(item.list_picker.get("sections")):
+                for entry in _dicts(section.get("items")):
+                    picked = _choice(entry.get("title"), entry.get("id"), entry.get("subtitle"), section.get("title"))
+                    found.append(picked)
+    return kind, title, tuple(choice for choice in found if choice is not None)
+
+
+def _template(raw: Any) -> Template | None:
+    if not isinstance(raw, dict):
+        return None
+    name = _text(raw.get("id")) or _text(raw.get("name"))
+    if name is None:
+        return None
+    header = raw.get("header") if isinstance(raw.get("header"), dict) else {}
+    body = raw.get("body") if isinstance(raw.get("body"), dict) else {}
+    return Template(
+        name=name,
+        language=(_text(raw.get("language")) or "en").replace("-", "_"),
+        body_text=_text(body.get("text")),
+        header_parameters=tuple(_text(p.get("text")) or "" for p in _dicts(header.get("parameters"))),
+        body_parameters=tuple(_text(p.get("text")) or "" for p in _dicts(body.get("parameters"))),
     )

@@ -24,6 +24,7 @@ from wabridge.schemas.records import (
     EventKind,
     InboundMessage,
     MetaError,
+    PreferenceUpdate,
     StatusUpdate,
     WebhookEvent,
 )
@@ -31,6 +32,8 @@ from wabridge.schemas.status import META_STATUSES, MessageStatus
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
 MESSAGES_FIELD = "messages"
+# A customer's marketing preference changed (stop / resume): a per-customer event like a message.
+PREFERENCES_FIELD = "user_preferences"
 BUSINESS_CUSTOMER_PREFIX = "_business:"
 UNIDENTIFIED_CUSTOMER_PREFIX = "_unidentified:"
 
@@ -68,6 +71,7 @@ class ChangeValue(_MetaModel):
     messages: list[Any] = Field(default_factory=list)
     statuses: list[Any] = Field(default_factory=list)
     errors: list[Any] = Field(default_factory=list)
+    user_preferences: list[Any] = Field(default_factory=list)
 
 
 class Change(_MetaModel):
@@ -183,7 +187,8 @@ def non_message_fields(body: WebhookBody) -> list[str]:
 
     They are not customer traffic; the raw archive keeps them. Returned so the caller can log or count.
     """
-    return [change.field for entry in body.entry for change in entry.changes if change.field != MESSAGES_FIELD]
+    handled = (MESSAGES_FIELD, PREFERENCES_FIELD)
+    return [change.field for entry in body.entry for change in entry.changes if change.field not in handled]
 
 
 def message_ids(body: bytes | str | dict[str, Any] | WebhookBody) -> list[str]:
@@ -241,6 +246,18 @@ def split_webhook(
     for entry_index, entry in enumerate(parsed.entry):
         for change_index, change in enumerate(entry.changes):
             value = change.value
+            if change.field == PREFERENCES_FIELD and value.user_preferences and value.metadata is not None:
+                common_preference = {"field": change.field, "entry_index": entry_index, "change_index": change_index}
+                for index, item in enumerate(value.user_preferences):
+                    customer = _text(item.get("wa_id")) if isinstance(item, dict) else None
+                    common = {
+                        "tenant_id": tenant_id, "phone_number_id": value.metadata.phone_number_id,
+                        "display_phone_number": value.metadata.display_phone_number, "waba_id": entry.id,
+                        "webhook_id": webhook_id, "received_at": received_at, **common_preference,
+                    }  # fmt: skip
+                    customer_id = customer or UNIDENTIFIED_CUSTOMER_PREFIX + value.metadata.phone_number_id
+                    events.append(_event(EventKind.PREFERENCE, customer_id, item, index, len(events), common, None))
+                continue
             if change.field != MESSAGES_FIELD or not _has_events(value):
                 continue
             if value.metadata is None:  # parse_webhook refuses this; a WebhookBody built by hand may not
@@ -363,7 +380,7 @@ def _status_customer(status: Any) -> str | None:
 # -- Normalizing ------------------------------------------------------------------------------------
 
 
-def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessError:
+def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate:
     """The typed record for a split event; ``InvalidEventError`` (with a reason) when it cannot be one."""
     if event.customer_id.startswith(UNIDENTIFIED_CUSTOMER_PREFIX):
         raise InvalidEventError(f"{event.kind.value} names no customer (no wa_id nor BSUID)", reason="no_customer_id")
@@ -373,7 +390,31 @@ def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessEr
         return _inbound_message(event)
     if event.kind is EventKind.STATUS:
         return _status_update(event)
+    if event.kind is EventKind.PREFERENCE:
+        return _preference_update(event)
     return _business_error(event)
+
+
+def _preference_update(event: WebhookEvent) -> PreferenceUpdate:
+    item = event.event
+    category, preference = _text(item.get("category")), _text(item.get("value"))
+    if category is None or preference is None:
+        raise InvalidEventError("user preference without category or value", reason="invalid_preference")
+    try:
+        timestamp = int(item.get("timestamp") or 0)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError("user preference timestamp is not a number", reason="invalid_preference") from exc
+    return PreferenceUpdate(
+        tenant_id=event.tenant_id,
+        customer_id=event.customer_id,
+        category=category[:64],
+        preference=preference[:64],
+        timestamp=timestamp,
+        detail=(_text(item.get("detail")) or "")[:200] or None,
+        phone_number_id=event.phone_number_id,
+        webhook_id=event.webhook_id,
+        received_at=event.received_at,
+    )
 
 
 def _validate(model: type[_M], event: WebhookEvent) -> _M:

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     MESSAGE = "message"  # value.messages[i]
     STATUS = "status"  # value.statuses[i]
     ERROR = "error"  # value.errors[i]: a problem of the business number, not of one message
+    PREFERENCE = "preference"  # field user_preferences: value.user_preferences[i] (marketing stop / resume)
 
 
 class Contact(BaseModel):
@@ -186,6 +187,25 @@ class BusinessError(Record):
         return f"{self.tenant_id}:{self.customer_id}"
 
 
+class PreferenceUpdate(Record):
+    """A customer stopped or resumed a category of messages (Meta's ``user_preferences`` webhook)."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    tenant_id: str
+    customer_id: str
+    category: str  # marketing_messages
+    preference: str  # stop | resume (Meta's ``value``)
+    timestamp: int
+    detail: str | None = None
+    phone_number_id: str
+    webhook_id: str
+    received_at: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant_id}:{self.customer_id}"
+
+
 class GenesysMediaType(StrEnum):
     """Genesys ``attachment.mediaType`` (the enum, never a MIME string). ``Link`` is not used inbound."""
 
@@ -241,6 +261,15 @@ class MediaUnavailable(BaseModel):
     size: int | None = None
 
 
+class Quoted(BaseModel):
+    """The earlier message a customer's reply or reaction refers to, as the agent should read it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    by_agent: bool  # the agent's message (ours, outbound) or the customer's own
+    preview: str | None = None  # its first words, when tracked
+
+
 class ConversationRef(BaseModel):
     """The conversation a message belongs to, as resolve_conversation knows it."""
 
@@ -251,6 +280,7 @@ class ConversationRef(BaseModel):
     # Outbound wamid -> Genesys message id, for the wamid this message replies or reacts to, when
     # known: a button reply to an agent's structured message becomes a structured response.
     originating_message_ids: dict[str, str] = Field(default_factory=dict)
+    quoted: Quoted | None = None  # what the message replies or reacts to, when it is tracked
 
     def originating_message_id(self, message: InboundMessage) -> str | None:
         target = message.context_message_id

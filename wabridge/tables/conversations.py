@@ -55,6 +55,9 @@ class ConversationMapping(BaseModel):
     # agent's free-form replies. Kept by the table (not mirrored); None until the customer writes.
     last_customer_message_at: float | None = None
     last_customer_message_id: str | None = None  # its wamid: what the agent's typing marks read
+    # When the customer opted out of marketing messages (Meta's 131050 on a template send, or a
+    # ``user_preferences`` stop); None once they resume. Template sends to them are not made.
+    marketing_opted_out_at: float | None = None
     # Set on the tombstone a number or user-id change leaves behind (see migration 0002).
     moved_to_customer_id: str | None = None
     moved_at: float | None = None

@@ -71,24 +71,26 @@ class SendDone:
     part: int
     customer_id: str
     wamid: str
+    preview: str | None = None  # what the part said, shortened (a customer's reply to it quotes this)
 
 
 async def _finish(conn: asyncpg.Connection, items: Sequence[SendDone]) -> list[None]:
     await conn.execute(
         """
         WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
-                AS i(tenant_id, genesys_message_id, part, customer_id, wamid)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+                AS i(tenant_id, genesys_message_id, part, customer_id, wamid, preview)
         ), sent AS (
             UPDATE outbound_sends AS s SET wamid = COALESCE(s.wamid, i.wamid), sent_at = COALESCE(s.sent_at, NOW())
             FROM input i
             WHERE s.tenant_id = i.tenant_id AND s.genesys_message_id = i.genesys_message_id AND s.part = i.part
         )
         INSERT INTO message_tracking AS t (message_id, direction, tenant_id, customer_id, status,
-                                           meta_message_id, genesys_message_id)
-        SELECT wamid, 'outbound', tenant_id, customer_id, 'accepted', wamid, genesys_message_id FROM input
+                                           meta_message_id, genesys_message_id, preview)
+        SELECT wamid, 'outbound', tenant_id, customer_id, 'accepted', wamid, genesys_message_id, preview FROM input
         ON CONFLICT (tenant_id, direction, message_id) DO UPDATE SET
             genesys_message_id = COALESCE(t.genesys_message_id, EXCLUDED.genesys_message_id),
+            preview = COALESCE(t.preview, EXCLUDED.preview),
             customer_id = COALESCE(t.customer_id, EXCLUDED.customer_id),
             updated_at = NOW()
         """,
@@ -97,6 +99,7 @@ async def _finish(conn: asyncpg.Connection, items: Sequence[SendDone]) -> list[N
         [i.part for i in items],
         [i.customer_id for i in items],
         [i.wamid for i in items],
+        [i.preview for i in items],
     )
     return [None] * len(items)
 

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import asyncpg
 
-from wabridge.schemas.records import InboundMessage
+from wabridge.schemas.records import InboundMessage, Quoted
 from wabridge.schemas.status import MessageStatus, advance
 from wabridge.tables.mirror import WriteKind
+from wabridge.transforms.inbound import preview
 
 Direction = Literal["inbound", "outbound"]
 
@@ -35,6 +36,7 @@ class Tracked:
     meta_message_id: str | None = None
     genesys_message_id: str | None = None
     error: str | None = None  # JSON text
+    preview: str | None = None  # what the message said, shortened (a reply to it quotes this)
 
     @classmethod
     def of_inbound(
@@ -50,6 +52,7 @@ class Tracked:
             conversation_id=conversation_id,
             meta_message_id=message.wamid,
             error=error,
+            preview=preview(message),
         )
 
     @property
@@ -72,9 +75,9 @@ async def _track(conn: asyncpg.Connection, items: Sequence[Tracked]) -> list[str
     result = await conn.fetch(
         """
         INSERT INTO message_tracking AS t (message_id, direction, tenant_id, customer_id, conversation_id, status,
-                                           meta_message_id, genesys_message_id, error)
+                                           meta_message_id, genesys_message_id, error, preview)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
-                             $8::text[], $9::jsonb[])
+                             $8::text[], $9::jsonb[], $10::text[])
         ON CONFLICT (tenant_id, direction, message_id) DO UPDATE SET
             status = EXCLUDED.status,
             error = COALESCE(EXCLUDED.error, t.error),
@@ -82,6 +85,7 @@ async def _track(conn: asyncpg.Connection, items: Sequence[Tracked]) -> list[str
             conversation_id = COALESCE(t.conversation_id, EXCLUDED.conversation_id),
             genesys_message_id = COALESCE(EXCLUDED.genesys_message_id, t.genesys_message_id),
             meta_message_id = COALESCE(EXCLUDED.meta_message_id, t.meta_message_id),
+            preview = COALESCE(t.preview, EXCLUDED.preview),
             updated_at = NOW()
         WHERE status_rank(EXCLUDED.status) > status_rank(t.status) AND t.status <> 'failed'
         RETURNING tenant_id, direction, message_id, status
@@ -95,6 +99,7 @@ async def _track(conn: asyncpg.Connection, items: Sequence[Tracked]) -> list[str
         [r.meta_message_id for r in rows],
         [r.genesys_message_id for r in rows],
         [r.error for r in rows],
+        [r.preview for r in rows],
     )
     changed = {(r["tenant_id"], r["direction"], r["message_id"]): r["status"] for r in result}
     missing = [key for key in folded if key not in changed]
@@ -125,6 +130,7 @@ def _merge(held: Tracked, newer: Tracked) -> Tracked:
         meta_message_id=newer.meta_message_id or held.meta_message_id,
         genesys_message_id=newer.genesys_message_id or held.genesys_message_id,
         error=newer.error or held.error,
+        preview=held.preview or newer.preview,
     )
 
 
@@ -148,6 +154,24 @@ async def fetch_tracked(
     return [_api_row(row) for row in rows]
 
 
+async def fetch_quoted(pool: asyncpg.Pool, tenant_id: str, wamid: str) -> tuple[Quoted, str | None] | None:
+    """The earlier message a reply or reaction names (ours first), and its Genesys id when it is
+    part of an agent's message; None when the wamid was never tracked for this tenant."""
+    row = await pool.fetchrow(
+        """
+        SELECT direction, preview, genesys_message_id FROM message_tracking
+        WHERE tenant_id = $1 AND direction IN ('outbound', 'inbound') AND message_id = $2
+        ORDER BY direction DESC LIMIT 1
+        """,
+        tenant_id,
+        wamid,
+    )
+    if row is None:
+        return None
+    by_agent = row["direction"] == "outbound"
+    return Quoted(by_agent=by_agent, preview=row["preview"]), row["genesys_message_id"] if by_agent else None
+
+
 def _api_row(row: asyncpg.Record) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
@@ -162,6 +186,7 @@ def _api_row(row: asyncpg.Record) -> dict[str, Any]:
         "metaMessageId": row["meta_message_id"],
         "genesysMessageId": row["genesys_message_id"],
         "error": row["error"],
+        "preview": row["preview"],
         "createdAt": when(row["created_at"]),
         "updatedAt": when(row["updated_at"]),
     }

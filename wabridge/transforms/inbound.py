@@ -35,6 +35,7 @@ from wabridge.schemas.records import (
     InboundMessage,
     MediaUnavailable,
     MediaUnavailableReason,
+    Quoted,
 )
 
 AGENT_TEXT_LIMIT = 4000
@@ -70,6 +71,7 @@ def to_open_messages(
     attachments: Sequence[Attachment] = (),
     media_unavailable: MediaUnavailable | None = None,
     custom_attributes: Mapping[str, str] | None = None,
+    quoted: Quoted | None = None,
 ) -> list[dict[str, Any]]:
     """The ``/inbound/open/message`` bodies for ``msg``, in order (usually one; none for ``system``).
 
@@ -79,7 +81,9 @@ def to_open_messages(
     if msg.type == "system":
         return []
     text, content = _render(msg, attachments, media_unavailable)
-    text = _with_envelope(msg, text)
+    if msg.type == "reaction":
+        text = _render_reaction(msg, quoted)
+    text = _with_envelope(msg, text, quoted)
     attributes = _custom_attributes(msg, custom_attributes)
     parts = split_text(text, AGENT_TEXT_LIMIT) if text else []
     if not parts and not content:
@@ -117,6 +121,21 @@ def to_open_message(
     if len(bodies) > 1:
         raise ValueError(f"message {msg.wamid} needs {len(bodies)} parts: use to_open_messages")
     return bodies[0] if bodies else None
+
+
+PREVIEW_CHARS = 100
+
+
+def preview(msg: InboundMessage) -> str:
+    """What ``msg`` said in a line (its first 100 characters), for a later reply that quotes it."""
+    if msg.type in MEDIA_TYPES:
+        caption = _s(_dict(msg.payload).get("caption"))
+        text = f"[{_media_label(msg).lower()}] {caption}".strip()
+    else:
+        renderer = _RENDERERS.get(msg.type)
+        text = renderer(msg) if renderer is not None else f"[{msg.type}]"
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
 def reply_choice(msg: InboundMessage) -> tuple[ButtonResponseType, str, str] | None:
@@ -451,13 +470,25 @@ def _render_button(msg: InboundMessage) -> str:
     return f"Selected button: {_s(payload.get('text') or payload.get('payload'))}"
 
 
-def _render_reaction(msg: InboundMessage) -> str:
+def _render_reaction(msg: InboundMessage, quoted: Quoted | None = None) -> str:
     payload = _dict(msg.payload)
-    target = _s(payload.get("message_id")) or "unknown"
     emoji = _s(payload.get("emoji"))
+    target = _earlier(quoted, _s(payload.get("message_id")) or "unknown")
     if emoji:
-        return f"Reacted {emoji} to an earlier message (WhatsApp message id {target})"
-    return f"Removed their reaction from an earlier message (WhatsApp message id {target})"
+        return f"Reacted {emoji} to {target}"
+    return f"Removed their reaction from {target}"
+
+
+def _earlier(quoted: Quoted | None, wamid: str) -> str:
+    """The earlier message as the agent reads it: whose and what it said, else its WhatsApp id."""
+    if quoted is None:
+        return f"an earlier message (WhatsApp message id {wamid})"
+    whose = "your message" if quoted.by_agent else "their earlier message"
+    return f'{whose} "{quoted.preview}"' if quoted.preview else whose
+
+
+def _render_request_welcome(_: InboundMessage) -> str:
+    return "[The customer opened the chat with you on WhatsApp. They have not written anything yet.]"
 
 
 def _render_order(msg: InboundMessage) -> str:
@@ -512,12 +543,13 @@ _RENDERERS = {
     "interactive": _render_interactive,
     "button": _render_button,
     "reaction": _render_reaction,
+    "request_welcome": _render_request_welcome,
     "order": _render_order,
     "unsupported": _render_unsupported,
 }
 
 
-def _with_envelope(msg: InboundMessage, text: str) -> str:
+def _with_envelope(msg: InboundMessage, text: str, quoted: Quoted | None = None) -> str:
     """Reply, forward, product and ad facts around the message text."""
     context = msg.context or {}
     before: list[str] = []
@@ -526,7 +558,7 @@ def _with_envelope(msg: InboundMessage, text: str) -> str:
     elif context.get("forwarded"):
         before.append("[Forwarded]")
     if context.get("id") and msg.type != "reaction":
-        before.append(f"[In reply to an earlier message (WhatsApp message id {_s(context['id'])})]")
+        before.append(f"[In reply to {_earlier(quoted, _s(context['id']))}]")
     product = context.get("referred_product")
     if isinstance(product, dict):
         before.append(
@@ -542,6 +574,9 @@ def _with_envelope(msg: InboundMessage, text: str) -> str:
             facts.append(_s(referral["body"]))
         if referral.get("source_url"):
             facts.append(_s(referral["source_url"]))
+        for media in ("image_url", "video_url", "thumbnail_url"):
+            if referral.get(media) and (media != "thumbnail_url" or not referral.get("video_url")):
+                facts.append(f"{media.split('_')[0]}: {_s(referral[media])}")
         source = _s(referral.get("source_type")) or "ad"
         after.append(f"[The customer came from {_article(source)} {source}: {' - '.join(facts)}]")
     return "\n".join([*before, *([text] if text else []), *after])

@@ -1,0 +1,138 @@
+"""An agent's attachment on its way to WhatsApp: fetched, kept, uploaded, sent by id.
+
+Per the seed and ``reference/genesys-open-messaging.md`` (outbound webhook): the attachment is
+downloaded from Genesys's URL right away (it is Genesys's, signed, and does not live long), kept in
+the media-outbound bucket at ``{tenantId}/{mediaType}/{yyyy-MM-dd}/{uuid}.{ext}``, uploaded to
+Meta (``POST /{phone_number_id}/media``) and sent by media id. When Meta refuses the upload, the
+message is sent with a presigned link to the stored copy instead (24 hours: Meta fetches it when it
+delivers, which can be hours later for a customer who is offline).
+
+The object's uuid is derived from the Genesys message id and the part's index, so a retry or a
+redelivery finds the stored copy and never fetches Genesys's URL twice (it may have expired).
+The fetch is bounded: Genesys's 25 MB attachment cap. A photo over WhatsApp's 5 MB image cap (or a
+video or audio over 16 MB) is sent as a document rather than refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from miniopy_async.api import Minio
+from miniopy_async.error import MinioException, S3Error
+from prometheus_client import Counter
+
+from wabridge.connectors.meta_graph import MediaTooLarge, MediaUrlExpired, MetaGraphClient, SendRefused, WhatsAppTokens
+from wabridge.errors import PermanentError, TransientError
+from wabridge.media import GENESYS_ATTACHMENT_LIMIT, SHA256_METADATA, extension_for, media_key, presign
+from wabridge.schemas.genesys import OutboundEvent, ReasonCode
+from wabridge.settings import Settings
+from wabridge.tenants import Tenant
+from wabridge.transforms.outbound import CAPTIONED, Part, Unsendable, fitting_kind
+
+LINK_EXPIRY = timedelta(hours=24)
+
+ATTACHED = Counter(
+    "wabridge_outbound_media_total", "Agent attachments prepared for WhatsApp, by how they are sent", ["how"]
+)
+
+# Fixed namespace for the objects' uuids (uuid5 of "genesys message id:part").
+_NAMESPACE = uuid.UUID("6f1d3c1e-9a55-4b3e-8f0c-2d7f6e0a4b21")
+
+
+class AgentMedia:
+    """Fetch, store and upload one attachment; one per worker (the stage's clients are shared)."""
+
+    def __init__(
+        self, settings: Settings, *, graph: MetaGraphClient, tokens: WhatsAppTokens, storage: Minio, presigner: Minio
+    ) -> None:
+        self._graph = graph
+        self._tokens = tokens
+        self._storage = storage
+        self._presigner = presigner
+        self._bucket = settings.s3_bucket_media_outbound
+
+    async def attach(
+        self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, index: int, part: Part
+    ) -> dict[str, Any]:
+        """``part.message`` with its file in place (``{id}``, else ``{link}``); ``TransientError`` to retry."""
+        attachment = part.attachment
+        assert attachment is not None
+        kind = str(part.message["type"])
+        mime = (attachment.mime or "application/octet-stream").split(";", 1)[0].strip().lower()
+        name = uuid.uuid5(_NAMESPACE, f"{tenant.id}:{outbound.id}:{index}").hex
+        key = media_key(tenant.id, kind, _day_of(outbound), name, extension_for(mime, attachment.filename))
+        data = await self._stored(key)
+        if data is None:
+            data = await self._fetch(attachment.url)
+            await self._put(key, data, mime)
+        fitted = fitting_kind(kind, len(data))
+        if fitted == "document" and len(data) > GENESYS_ATTACHMENT_LIMIT:
+            raise Unsendable(f"the attachment is {len(data)} bytes", code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH)
+        payload = dict(part.message[kind])
+        if fitted != kind:
+            if "caption" in payload and fitted not in CAPTIONED:
+                payload.pop("caption")
+            payload.setdefault("filename", attachment.filename or f"{name}.{extension_for(mime)}")
+        filename = attachment.filename or key.rsplit("/", 1)[-1]
+        try:
+            media_id = await self._tokens.using(
+                tenant,
+                lambda token: self._graph.upload_media(tenant, phone_number_id, token, data, mime, filename),
+            )
+            payload["id"] = media_id
+            ATTACHED.labels("uploaded").inc()
+        except SendRefused:
+            # Meta would not take the upload (type or size it refuses here): the seed's fallback, a link.
+            payload["link"] = await presign(self._presigner, self._bucket, key, LINK_EXPIRY)
+            ATTACHED.labels("link").inc()
+        return {"type": fitted, fitted: payload}
+
+    async def _fetch(self, url: str) -> bytes:
+        if not url.startswith(("https://", "http://")):
+            raise Unsendable(f"the attachment's URL is not http(s): {url[:60]!r}", code=ReasonCode.GENERAL_ERROR)
+        try:
+            return await self._graph.download(url, None, GENESYS_ATTACHMENT_LIMIT)
+        except MediaTooLarge as exc:
+            raise Unsendable(str(exc), code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH) from exc
+        except MediaUrlExpired as exc:  # 404/410 at Genesys's URL: it will not come back
+            raise PermanentError(f"the attachment could not be downloaded: {exc}", reason="attachment_gone") from exc
+
+    async def _stored(self, key: str) -> bytes | None:
+        response = None
+        try:
+            response = await self._storage.get_object(self._bucket, key)
+            return bytes(await response.read())
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NotFound"):
+                return None
+            raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc}") from exc
+        except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc!r}") from exc
+        finally:
+            if response is not None:
+                response.release()
+
+    async def _put(self, key: str, data: bytes, mime: str) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            await self._storage.put_object(
+                self._bucket, key, io.BytesIO(data), len(data), content_type=mime, metadata={SHA256_METADATA: digest}
+            )
+        except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransientError(f"S3 put of {self._bucket}/{key} failed: {exc!r}") from exc
+
+
+def _day_of(outbound: OutboundEvent) -> int:
+    """The agent message's time (``channel.time``) as unix seconds, for the key's day; else now."""
+    if outbound.time:
+        try:
+            return int(datetime.fromisoformat(outbound.time.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            pass
+    return int(time.time())
