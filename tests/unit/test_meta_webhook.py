@@ -23,6 +23,7 @@ from wabridge.schemas.records import (
     BusinessError,
     EventKind,
     InboundMessage,
+    PreferenceUpdate,
     StatusUpdate,
     WebhookEvent,
 )
@@ -334,3 +335,53 @@ def test_contacts_are_matched_by_bsuid_among_several() -> None:
     events = split(mp.body(mp.entry(mp.value(messages=msgs, contacts=contacts))))
     assert [e.contact.name if e.contact else None for e in events] == ["Second", "First", None]
     assert [e.customer_id for e in events] == [other, mp.BSUID, "US.00000000000000000000"]
+
+
+def preferences_body(items: list[object]) -> dict:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Sheena"}, "wa_id": mp.WA_ID}],
+        "user_preferences": items,
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "user_preferences", "value": value}]}],
+    }
+
+
+def test_a_marketing_preference_change_is_a_customer_event() -> None:
+    stop = {
+        "wa_id": mp.WA_ID,
+        "detail": "stopped",
+        "category": "marketing_messages",
+        "value": "stop",
+        "timestamp": 1749416383,
+    }
+    [event] = split(preferences_body([stop]))
+    assert event.kind is EventKind.PREFERENCE and event.key == f"acme:{mp.WA_ID}"
+    record = normalize(event)
+    assert isinstance(record, PreferenceUpdate)
+    assert (record.category, record.preference, record.timestamp) == ("marketing_messages", "stop", 1749416383)
+    assert non_message_fields(parse_webhook(preferences_body([stop]))) == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"wa_id": mp.WA_ID, "category": "marketing_messages"},  # no value
+        {"wa_id": mp.WA_ID, "category": ["x"], "value": "stop"},
+        {"wa_id": mp.WA_ID, "category": "marketing_messages", "value": "stop", "timestamp": "soon"},
+    ],
+)
+def test_a_malformed_preference_is_rejected_with_a_reason(item: dict) -> None:
+    [event] = split(preferences_body([item]))
+    with pytest.raises(InvalidEventError) as rejected:
+        normalize(event)
+    assert rejected.value.reason == "invalid_preference"
+
+
+def test_a_preference_naming_no_customer_is_kept_and_rejected() -> None:
+    [event] = split(preferences_body(["not an object"]))
+    with pytest.raises(InvalidEventError):
+        normalize(event)

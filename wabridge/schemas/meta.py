@@ -397,8 +397,8 @@ def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessEr
 
 def _preference_update(event: WebhookEvent) -> PreferenceUpdate:
     item = event.event
-    category, preference = _text(item.get("category")), _text(item.get("value"))
-    if category is None or preference is None:
+    category, preference = item.get("category"), item.get("value")
+    if not isinstance(category, str) or not isinstance(preference, str) or not category or not preference:
         raise InvalidEventError("user preference without category or value", reason="invalid_preference")
     try:
         timestamp = int(item.get("timestamp") or 0)

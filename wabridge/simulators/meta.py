@@ -180,6 +180,7 @@ class MetaSimulator:
         self._next_media_faults: dict[str, tuple[int, int]] = {}
         # phone_number_id -> refusals its next sends get: (HTTP status, Graph code, Retry-After)
         self._send_faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self._upload_faults: dict[str, list[tuple[int, int]]] = {}  # phone_number_id -> (HTTP status, code)
         self._media_urls: dict[str, tuple[str, float]] = {}  # url key -> (media id, expires at)
         self._windows: dict[tuple[str, str], float] = {}  # (phone_number_id, wa_id) -> last inbound
         self._sent: dict[str, SentMessage] = {}
@@ -233,6 +234,10 @@ class MetaSimulator:
         """Fault: the number's next ``count`` sends are refused at once with this Graph error (a
         rate limit answered synchronously, a 5xx, an invalid parameter…)."""
         self._send_faults.setdefault(phone_number_id, []).extend([(status, code, retry_after)] * count)
+
+    def fault_next_uploads(self, phone_number_id: str, status: int, code: int, *, count: int = 1) -> None:
+        """Fault: the number's next ``count`` media uploads are refused with this Graph error."""
+        self._upload_faults.setdefault(phone_number_id, []).extend([(status, code)] * count)
 
     def store_media(self, phone_number_id: str, data: bytes, mime_type: str, filename: str = "") -> MediaRef:
         """Hold media as if the customer had sent it to this number; the id works with the Graph API."""
@@ -358,6 +363,9 @@ class MetaSimulator:
             return _invalid_token()
         if phone_number_id not in numbers:
             return _no_such_object(phone_number_id, "post")
+        if self._upload_faults.get(phone_number_id):
+            status, code = self._upload_faults[phone_number_id].pop(0)
+            return graph_error(status, f"(#{code}) upload refused by a fault of the simulator", code)
         if not request.content_type.startswith("multipart/"):
             return graph_error(400, "(#100) The parameter file is required.", 100, error_type="OAuthException")
         form = await request.post()
