@@ -46,15 +46,24 @@ def test_demo_conversation_reaches_the_agent(tmp_path: Path, stack_settings: Set
             "[attachment] File  application/pdf  document.pdf",
             "[attachment] Audio  audio/ogg",
             "Location shared by the customer",
-            "[In reply to an earlier message",
+            '[In reply to their earlier message "Hi! My order #1042 has not arrived yet."]',
             "It was due last Monday.",
-            "Reacted 👍 to an earlier message",
+            'Reacted 👍 to their earlier message "[image] This is the label on the box"',
             "Sheena Nelson:",
         ):
             assert expected in output, output
-        # The agent's answer, as the customer's phone got it, and Genesys's receipt for it.
-        assert "Sorry about that, Sheena! Your parcel left our warehouse" in output, output
-        assert "Genesys receipt for the agent's message: Delivered" in output, output
+        # The agent's answers, as the customer's phone got them, Genesys's receipts for them, and the
+        # customer's tap on a quick reply as the agent saw it.
+        for expected in (
+            "Sorry about that, Sheena! Your parcel left our warehouse",
+            "[image ",
+            "This is your parcel at our depot",
+            "Shall we bring it to your door or to a pick-up point?",
+            "[ To my door ]  [ Pick-up point ]",
+            "Genesys receipts for the agent's messages: Delivered x3",
+            'the agent sees: "To my door" (QuickReply), in answer to "Shall we bring it',
+        ):
+            assert expected in output, output
         assert "sent 7, delivered 7, failed 0, in " in output.splitlines()[-1], output
     finally:
         run.send_signal(signal.SIGINT)

@@ -7,7 +7,8 @@ Genesys simulator (``GET /__sim/inbound``: what Genesys accepted). A message tha
 Genesys is looked up in the worker's State API, so a failure says how far the message got. Then
 the agent answers (``POST /__sim/agent/messages`` on the Genesys simulator, Genesys's outbound
 webhook); the demo shows it as the Meta simulator took it for the customer (``GET /__sim/sent``),
-and the ``Delivered`` receipt Genesys got back.
+and the ``Delivered`` receipts Genesys got back: a text, a photo and quick replies, of which the
+customer taps one (a structured response to the agent's question).
 Needs ``wabridge run`` (``make run``) in another terminal.
 """
 
@@ -29,7 +30,7 @@ from wabridge.dev.demo import DEMO_TENANT
 from wabridge.dev.stack import process_endpoints
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
-from wabridge.simulators.agent import AgentDriver
+from wabridge.simulators.agent import AgentDriver, quick_replies
 from wabridge.simulators.customer import CustomerDriver, InboundSpec, new_wamid
 from wabridge.simulators.hosting import SimulatorRequestError
 
@@ -188,23 +189,33 @@ class _Demo:
             inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
             return inbound
 
-    async def agent_answers(self, text: str) -> str:
-        """The agent sends ``text`` to the customer (the Genesys simulator's outbound webhook); its Genesys id."""
-        delivery = await AgentDriver(self._urls["sim_genesys"], self._session).send_text(
-            DEMO_TENANT.genesys_integration_id, _CUSTOMER_WA_ID, text
-        )
+    async def agent_sends(
+        self, text: str, *, attachments: list[str] | None = None, content: list[dict[str, Any]] | None = None
+    ) -> str:
+        """The agent sends to the customer (the Genesys simulator's outbound webhook); its Genesys id."""
+        driver = AgentDriver(self._urls["sim_genesys"], self._session)
+        integration = DEMO_TENANT.genesys_integration_id
+        if content:
+            delivery = await driver.send_structured(integration, _CUSTOMER_WA_ID, content, text=text)
+        else:
+            delivery = await driver.send_text(integration, _CUSTOMER_WA_ID, text, attachments=attachments)
         return str(delivery["message_id"])
 
-    async def customer_received(self, text: str) -> dict[str, Any] | None:
-        """The message the Meta simulator took for the customer with this text, if it has."""
+    async def customer_received(self) -> list[dict[str, Any]]:
+        """Every message the Meta simulator took for the customer, in order."""
         url = f"{self._urls['sim_meta']}/__sim/sent"
         async with self._session.get(url, params={"phone_number_id": DEMO_TENANT.phone_number_id}) as response:
             response.raise_for_status()
             sent: list[dict[str, Any]] = orjson.loads(await response.read())["sent"]
-        for message in sent:
-            if message["to"] == _CUSTOMER_WA_ID and message["body"].get("text", {}).get("body") == text:
-                return message
-        return None
+        return [message for message in sent if message["to"] == _CUSTOMER_WA_ID]
+
+    async def structured_responses(self) -> list[dict[str, Any]]:
+        url = f"{self._urls['sim_genesys']}/__sim/inbound"
+        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "structured_response"}
+        async with self._session.get(url, params=query) as response:
+            response.raise_for_status()
+            inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
+            return inbound
 
     async def receipts(self, genesys_message_id: str) -> list[str]:
         """The receipt statuses Genesys took for the agent's message."""
@@ -264,34 +275,89 @@ async def _wait_for_agent(
 
 
 _AGENT_ANSWER = "Sorry about that, Sheena! Your parcel left our warehouse this morning and arrives tomorrow."
+_AGENT_PHOTO = "This is your parcel at our depot"
+_AGENT_QUESTION = "Shall we bring it to your door or to a pick-up point?"
+_CHOICES = ("To my door", "Pick-up point")
+
+
+def phone_view(message: dict[str, Any]) -> list[str]:
+    """One message as the customer's WhatsApp shows it, one item per line."""
+    kind = message.get("type")
+    body = message.get("body") or {}
+    payload = body.get(kind) or {}
+    if kind == "text":
+        return str(payload.get("body") or "").splitlines()
+    if kind == "interactive":
+        buttons = payload.get("action", {}).get("buttons") or []
+        rows = [r for s in payload.get("action", {}).get("sections") or [] for r in s.get("rows") or []]
+        titles = [b.get("reply", {}).get("title") for b in buttons] or [r.get("title") for r in rows]
+        return [str(payload.get("body", {}).get("text") or ""), "  ".join(f"[ {t} ]" for t in titles)]
+    described = f"[{kind}" + (f" {payload['id']}" if payload.get("id") else "") + "]"
+    return [f"{described} {payload.get('caption') or ''}".rstrip()]
+
+
+async def _until(check: Any, deadline: float) -> Any:
+    """``await check()`` until it returns something truthy or the deadline passes; its last answer."""
+    while True:
+        found = await check()
+        if found or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(_POLL_S)
 
 
 async def _agent_answers(demo: _Demo, result: DemoResult) -> None:
-    """The agent answers; print what the customer's phone got and the receipt Genesys got back."""
+    """The agent answers with text, a photo and quick replies; print what the customer's phone got and
+    the receipts Genesys got back; the customer taps a reply, which the agent sees as an answer to it."""
     demo.echo("")
     demo.echo("the agent answers, and the customer's phone shows (Meta simulator):")
     started = time.monotonic()
-    genesys_message_id = await demo.agent_answers(_AGENT_ANSWER)
     deadline = started + demo.timeout_s
-    received = None
-    while received is None and time.monotonic() < deadline:
-        received = await demo.customer_received(_AGENT_ANSWER)
-        if received is None:
-            await asyncio.sleep(_POLL_S)
-    if received is None:
-        result.answer_problem = f"the agent's answer was not at Meta {demo.timeout_s:g}s after it was sent"
+    before = len(await demo.customer_received())
+    sent_ids = [
+        await demo.agent_sends(_AGENT_ANSWER),
+        await demo.agent_sends(_AGENT_PHOTO, attachments=["image"]),
+        await demo.agent_sends(_AGENT_QUESTION, content=quick_replies(*_CHOICES)),
+    ]
+
+    async def arrived() -> list[dict[str, Any]]:
+        received = (await demo.customer_received())[before:]
+        return received if len(received) >= len(sent_ids) else []
+
+    received = await _until(arrived, deadline)
+    if not received:
+        result.answer_problem = f"the agent's answers were not at Meta {demo.timeout_s:g}s after they were sent"
         return
-    demo.echo(f"  {received['body']['text']['body']}")
-    demo.echo(f"    (at Meta {time.monotonic() - started:.2f} s after the agent sent it, wamid {received['wamid']})")
-    statuses: list[str] = []
-    while "Delivered" not in statuses and time.monotonic() < deadline:
-        statuses = await demo.receipts(genesys_message_id)
-        if "Delivered" not in statuses:
-            await asyncio.sleep(_POLL_S)
-    if "Delivered" not in statuses:
-        result.answer_problem = f"Genesys got no Delivered receipt for the agent's answer (receipts: {statuses})"
+    for message in received:
+        for line in phone_view(message):
+            demo.echo(f"  {line}")
+    demo.echo(f"    (all at Meta {time.monotonic() - started:.2f} s after the agent sent them)")
+
+    async def all_delivered() -> bool:
+        receipts = [await demo.receipts(genesys_id) for genesys_id in sent_ids]
+        return all("Delivered" in statuses for statuses in receipts)
+
+    if not await _until(all_delivered, deadline):
+        result.answer_problem = "Genesys did not get a Delivered receipt for each of the agent's answers"
         return
-    demo.echo(f"  Genesys receipt for the agent's message: Delivered ({time.monotonic() - started:.2f} s)")
+    demo.echo(
+        f"  Genesys receipts for the agent's messages: Delivered x{len(sent_ids)} ({time.monotonic() - started:.2f} s)"
+    )
+
+    question = received[-1]
+    tap = _say(f'taps "{_CHOICES[0]}"', "button_reply", reply_to=question["wamid"], choice_title=_CHOICES[0],
+               choice_id=quick_replies(*_CHOICES)[0]["quickReply"]["payload"])  # fmt: skip
+    demo.echo("")
+    await demo.send(tap)
+
+    async def answered() -> list[dict[str, Any]]:
+        return [r for r in await demo.structured_responses() if r["body"].get("originatingMessageId") == sent_ids[-1]]
+
+    responses = await _until(answered, deadline)
+    if not responses:
+        result.answer_problem = "the customer's tap did not reach Genesys as an answer to the agent's question"
+        return
+    button = responses[0]["body"]["buttonResponse"]
+    demo.echo(f'  the agent sees: "{button["text"]}" ({button["type"]}), in answer to "{_AGENT_QUESTION}"')
 
 
 async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo) -> DemoResult:
