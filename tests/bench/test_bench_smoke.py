@@ -102,6 +102,18 @@ def test_a_clean_run_counts_every_message_once_in_order(running_stack: RunningSt
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
+def test_an_outbound_run_counts_every_agent_message_once_in_order_at_meta(running_stack: RunningStack) -> None:
+    report = run_bench(running_stack, "--mode", "outbound", *SMALL_RUN, "--drain-timeout", "90")
+
+    assert report["mode"] == "outbound"
+    assert (report["sent"], report["accepted"], report["arrived"]) == (MESSAGES, MESSAGES, MESSAGES), report
+    assert report["duplicate_posts"] > 0  # Genesys's retries did go to the edge, and were sent once
+    assert (report["lost"], report["duplicates"], report["out_of_order"]) == (0, 0, 0), report
+    assert (report["unexpected"], report["misrouted"], report["refused_by_meta"]) == (0, 0, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_known_faults_between_the_harness_and_genesys_are_counted_exactly(running_stack: RunningStack) -> None:
     """Three faults with known counts, none of them made by the harness itself:
 

@@ -11,6 +11,7 @@ import click
 import orjson
 
 from wabridge.bench.edge_load import run_edge_bench
+from wabridge.bench.outbound import run_outbound_bench
 from wabridge.bench.plan import LoadShape
 from wabridge.bench.report import (
     Progress,
@@ -34,11 +35,12 @@ from wabridge.settings import Settings
 @click.command()
 @click.option(
     "--mode",
-    type=click.Choice(["webhooks", "edge", "state"]),
+    type=click.Choice(["webhooks", "outbound", "edge", "state"]),
     default="webhooks",
     show_default=True,
     help=(
-        "webhooks: signed Meta webhooks through the edge to Genesys; edge: the same webhooks into the edge alone"
+        "webhooks: signed Meta webhooks through the edge to Genesys; outbound: agents' messages (signed Genesys"
+        " webhooks) through the edge to the Meta simulator; edge: the same Meta webhooks into the edge alone"
         " (`wabridge run --only webhook`), checked in the inbound queue; state: GET /state/mapping/… on the worker"
     ),
 )
@@ -246,7 +248,8 @@ def bench(
             )
             click.echo(orjson.dumps(find_max_json(found)).decode() if as_json else render_find_max(found))
         else:
-            result = asyncio.run(run_webhook_bench(settings, options, progress))
+            runner = run_outbound_bench if mode == "outbound" else run_webhook_bench
+            result = asyncio.run(runner(settings, options, progress))
             click.echo(orjson.dumps(result_json(result)).decode() if as_json else render_result(result))
     except (BenchSetupError, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -98,6 +98,7 @@ class WebhookLoad:
         self._edge_url = edge_url
         self._tenants = tenants
         self._posts = posts
+        self.posts = posts
         self._wall_start = wall_start
         self._timeout_s = timeout_s
         self._duplicated = {post.index for post in posts if post.duplicate}
@@ -152,13 +153,7 @@ class WebhookLoad:
                 body = self._webhook_body(tenant, post.messages)
                 if post.index in self._duplicated:
                     self._bodies[post.index] = body
-            status = await post_webhook(
-                self._session,
-                self._edge_url,
-                tenant.app_secret.get_secret_value(),
-                body,
-                timeout_s=self._timeout_s,
-            )
+            status = await self._post(tenant, body)
             self.posts_answered += 1
             if status is None:
                 self.statuses["no answer"] += 1
@@ -170,6 +165,11 @@ class WebhookLoad:
         finally:
             if answered is not None and not answered.done():
                 answered.set_result(None)
+
+    async def _post(self, tenant: BenchTenant, body: bytes) -> int | None:
+        """POST one webhook to the edge as Meta does; its HTTP status (None: no answer in time)."""
+        secret = tenant.app_secret.get_secret_value()
+        return await post_webhook(self._session, self._edge_url, secret, body, timeout_s=self._timeout_s)
 
     def _webhook_body(self, tenant: BenchTenant, messages: Sequence[PlannedMessage]) -> bytes:
         built = []

@@ -70,7 +70,7 @@ def _processes(usage: dict[str, ProcessUsage]) -> dict[str, dict[str, Any]]:
 def result_json(result: BenchResult) -> dict[str, Any]:
     options, shape, counts = result.options, result.options.shape, result.accounting
     return {
-        "mode": "webhooks",
+        "mode": result.mode,
         "run_id": options.run_id,
         "rate": shape.rate,
         "duration_s": shape.duration_s,
@@ -93,6 +93,7 @@ def result_json(result: BenchResult) -> dict[str, Any]:
         "unexpected": counts.unexpected,
         "misrouted": counts.misrouted,
         "arrived_unaccepted": counts.arrived_unaccepted,
+        "refused_by_meta": result.refused_by_meta,
         **_latency("ack", result.ack),
         **_latency("e2e", result.e2e),
         "throughput_msgs_s": round(counts.throughput_msgs_s, 2),
@@ -201,21 +202,24 @@ def render_result(result: BenchResult) -> str:
     options, shape, counts = result.options, result.options.shape, result.accounting
     latency = "unchanged" if options.genesys_latency_ms is None else f"+{options.genesys_latency_ms:g} ms"
     limit = {None: "unchanged", 0: "off"}.get(options.genesys_rate_limit, f"{options.genesys_rate_limit}/min")
+    outbound = result.mode == "outbound"
+    what = "agents' messages to WhatsApp" if outbound else f"batch {shape.batch_size} · media {shape.media_share:.0%}"
     header = (
-        f"wabridge bench · run {options.run_id} · {shape.rate:g} msg/s for {shape.duration_s:g} s · "
-        f"{shape.customers} customers · tenants {', '.join(result.tenants)} · batch {shape.batch_size} · "
-        f"media {shape.media_share:.0%} · duplicate deliveries {shape.duplicate_share:.0%} · "
+        f"wabridge bench{' --mode outbound' if outbound else ''} · run {options.run_id} · "
+        f"{shape.rate:g} msg/s for {shape.duration_s:g} s · {shape.customers} customers · "
+        f"tenants {', '.join(result.tenants)} · {what} · duplicate deliveries {shape.duplicate_share:.0%} · "
         f"Genesys latency {latency}, rate limit {limit}"
     )
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(result.statuses.items()))
     drain = f"complete in {result.drain_s:.1f} s" if result.drained else f"gave up after {result.drain_s:.1f} s"
+    sender, peer = ("Genesys", "Meta") if outbound else ("Meta", "Genesys")
     rows = [
         ("messages sent", f"{counts.sent} in {result.posts} webhooks (+{result.duplicate_posts} duplicate deliveries)"),
         ("edge answers", statuses or "none"),
-        ("accepted (acked to Meta)", str(counts.accepted)),
-        ("arrived at Genesys", str(counts.arrived)),
+        (f"accepted (acked to {sender})", str(counts.accepted)),
+        (f"arrived at {peer}", str(counts.arrived)),
         ("lost", str(counts.lost) + (f"  e.g. {', '.join(counts.lost_examples)}" if counts.lost else "")),
-        ("duplicates at Genesys", str(counts.duplicates)),
+        (f"duplicates at {peer}", str(counts.duplicates)),
         ("out of order", str(counts.out_of_order)),
         ("unexpected · misrouted", f"{counts.unexpected} · {counts.misrouted}"),
         ("ack latency ms", _latency_cell(result.ack)),
@@ -228,6 +232,8 @@ def render_result(result: BenchResult) -> str:
         ),
         ("drain", drain),
     ]
+    if outbound:
+        rows.insert(4, ("failed by Meta afterwards", str(result.refused_by_meta)))
     return "\n".join([header, *_rows(rows), *_process_table(result.processes)])
 
 

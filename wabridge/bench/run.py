@@ -14,10 +14,11 @@ import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 
-from wabridge.bench.accounting import Accounting, account
+from wabridge.bench.accounting import Accounting, Arrival, account
 from wabridge.bench.genesys_sim import ArrivalWatch, GenesysKnobs
 from wabridge.bench.latency import LatencyHistogram, LatencySummary
 from wabridge.bench.load import Pacing, WebhookLoad, open_loop, wall_and_loop_clock
@@ -95,6 +96,9 @@ class BenchResult:
     drain_s: float
     drained: bool  # every accepted message had arrived before --drain-timeout ran out
     processes: dict[str, ProcessUsage]
+    # webhooks: customers' messages, edge to Genesys; outbound: agents' messages, edge to Meta.
+    mode: str = "webhooks"
+    refused_by_meta: int = 0  # outbound: sends Meta accepted and then reported failed
 
     def held(self, e2e_p99_limit_ms: float) -> bool:
         """What ``--find-max`` asks of a rate: all accepted, nothing lost, e2e p99 within the limit."""
@@ -118,7 +122,7 @@ async def require_healthy(session: aiohttp.ClientSession, components: dict[str, 
             raise BenchSetupError(f"the {name} at {url} is not healthy ({problem}): is `wabridge run` running?")
 
 
-async def _tenants(
+async def provision_or_load(
     settings: Settings, session: aiohttp.ClientSession, options: BenchOptions, urls: StackUrls
 ) -> list[BenchTenant]:
     if options.tenant_ids:
@@ -138,7 +142,7 @@ async def run_webhook_bench(settings: Settings, options: BenchOptions, progress:
         if options.shape.media_share > 0 or (options.shape.tenants > 1 and not options.tenant_ids):
             needed["Meta simulator"] = urls.meta
         await require_healthy(session, needed)
-        tenants = await _tenants(settings, session, options, urls)
+        tenants = await provision_or_load(settings, session, options, urls)
         knobs = GenesysKnobs(session, urls.genesys)
         try:
             await knobs.apply(
@@ -146,30 +150,46 @@ async def run_webhook_bench(settings: Settings, options: BenchOptions, progress:
                 rate_limit_per_minute=options.genesys_rate_limit,
                 integration_ids=[tenant.integration_id for tenant in tenants],
             )
-            return await _measure(settings, session, options, tenants, urls, progress)
+            posts = plan_posts(plan_messages(options.run_id, options.shape), options.shape)
+            watch = ArrivalWatch(session, urls.genesys, run_prefix(options.run_id))
+            wall_start, start = wall_and_loop_clock()
+            load = WebhookLoad(
+                session, f"{urls.edge}/webhook/meta", tenants, posts, wall_start=wall_start, timeout_s=options.timeout_s
+            )
+            return await measure(settings, options, tenants, progress, load, watch, start=start)
         finally:
             await knobs.restore()
 
 
-async def _measure(
+class Watch(Protocol):
+    """Where the run's messages come out (Genesys for customers' messages, Meta for agents')."""
+
+    arrivals: list[Arrival]
+    seen: set[str]
+
+    async def poll(self) -> int: ...
+
+
+async def measure(
     settings: Settings,
-    session: aiohttp.ClientSession,
     options: BenchOptions,
     tenants: list[BenchTenant],
-    urls: StackUrls,
     progress: Progress,
+    load: WebhookLoad,
+    watch: Watch,
+    *,
+    start: float,
+    mode: str = "webhooks",
 ) -> BenchResult:
+    """Send ``load``'s plan open-loop from ``start`` (loop clock) while ``watch`` reads what came out;
+    drain, settle and account."""
     loop = asyncio.get_running_loop()
     shape = options.shape
-    posts = plan_posts(plan_messages(options.run_id, shape), shape)
+    posts = load.posts
     sampler = ProcessSampler.for_stack(settings.state_dir)
-    watch = ArrivalWatch(session, urls.genesys, run_prefix(options.run_id))
-    wall_start, start = wall_and_loop_clock()
-    load = WebhookLoad(
-        session, f"{urls.edge}/webhook/meta", tenants, posts, wall_start=wall_start, timeout_s=options.timeout_s
-    )
     pacing = Pacing()
-    observer = _Observer(watch, sampler, progress, load, pacing, duration_s=shape.duration_s, start=start)
+    where = "at Genesys" if mode == "webhooks" else "at Meta"
+    observer = _Observer(watch, sampler, progress, load, pacing, duration_s=shape.duration_s, start=start, where=where)
     sampler.start()
     observing = asyncio.create_task(observer.run())
     try:
@@ -206,6 +226,7 @@ async def _measure(
         drain_s=drain_s,
         drained=drained,
         processes=usage,
+        mode=mode,
     )
 
 
@@ -214,7 +235,7 @@ class _Observer:
 
     def __init__(
         self,
-        watch: ArrivalWatch,
+        watch: Watch,
         sampler: ProcessSampler,
         progress: Progress,
         load: WebhookLoad,
@@ -222,7 +243,9 @@ class _Observer:
         *,
         duration_s: float,
         start: float,
+        where: str,
     ) -> None:
+        self._where = where
         self._watch = watch
         self._sampler = sampler
         self._progress = progress
@@ -256,7 +279,7 @@ class _Observer:
         load = self._load
         detail = (
             f"posts {load.posts_answered}/{load.post_count} · accepted {len(load.accepted)} · "
-            f"at Genesys {arrived} · late {self._pacing.late}"
+            f"{self._where} {arrived} · late {self._pacing.late}"
         )
         if self.phase == "sending":
             elapsed = asyncio.get_running_loop().time() - self._start

@@ -42,6 +42,8 @@ class BenchTenant:
     app_secret: SecretStr
     integration_id: str
     media: tuple[MediaRef, ...] = ()
+    # Signs the agent messages ``--mode outbound`` posts as Genesys's outbound webhook.
+    genesys_webhook_secret: SecretStr | None = None
 
     @classmethod
     def of(cls, tenant: Tenant, waba_id: str | None = None) -> BenchTenant:
@@ -56,6 +58,7 @@ class BenchTenant:
             waba_id=waba_id or number.phone_number_id,
             app_secret=tenant.secrets.meta_app_secret,
             integration_id=tenant.config.genesys_integration_id,
+            genesys_webhook_secret=tenant.secrets.genesys_webhook_secret,
         )
 
 

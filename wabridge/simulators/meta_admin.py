@@ -111,7 +111,8 @@ class MetaAdmin:
 
     async def _sent(self, request: web.Request) -> web.Response:
         sent = self._sim.sent_messages(request.query.get("phone_number_id"))
-        return json_response({"sent": [asdict(message) for message in sent]})
+        since = int(request.query.get("since", "0") or 0)  # for readers that poll: what came after
+        return json_response({"sent": [asdict(message) for message in sent[since:]], "next": len(sent)})
 
     async def _read_marks(self, request: web.Request) -> web.Response:
         return json_response({"read_marks": self._sim.read_marks(request.query.get("phone_number_id"))})
