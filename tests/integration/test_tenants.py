@@ -10,9 +10,12 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from tests.integration.edge_fixtures import make_tenant, save_tenants
 from wabridge.connectors import postgres
+from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, TenantStore
 from wabridge.tenants.crypto import generate_key
@@ -129,3 +132,29 @@ async def test_disabling_clears_the_cached_tenant(tenant_env, isolated_settings:
         assert await client.exists(*cached) == 0
     finally:
         await client.aclose()
+
+
+async def test_a_cached_tenant_another_key_wrote_is_read_again_from_postgresql(provisioned: Settings) -> None:
+    """A worker with a new secrets key (or a stale cache after a rotation) must not refuse the
+    tenant's webhooks because Redis holds what the old key encrypted."""
+    settings = provisioned.model_copy(update={"secrets_key": SecretStr(generate_key())})
+    tenant = make_tenant("acme", "106540352242922")
+    await save_tenants(settings, tenant)
+    pool = await postgres.connect(settings, min_size=1, max_size=2)
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        box = SecretBox.from_settings(settings)
+        other_box = SecretBox.from_settings(settings.model_copy(update={"secrets_key": SecretStr(generate_key())}))
+        # Another process, with another key, cached the tenant first.
+        other = TenantDirectory(TenantStore(pool, other_box), client, other_box, settings)
+        await other._to_redis("106540352242922", tenant)
+        found = await TenantDirectory(TenantStore(pool, box), client, box, settings).by_phone_number_id(
+            "106540352242922"
+        )
+        assert found is not None and found.secrets.meta_app_secret == tenant.secrets.meta_app_secret
+        # ...and the entry is now the one this key can read.
+        again = await TenantDirectory(TenantStore(pool, box), client, box, settings)._from_redis("106540352242922")
+        assert again is not None and again.id == "acme"
+    finally:
+        await client.aclose()
+        await pool.close()

@@ -13,9 +13,10 @@ import time
 
 import orjson
 import redis.asyncio as aioredis
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
+from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, Tenant, TenantNotFound, TenantStore
 from wabridge.tenants.models import SECRET_FIELDS
@@ -101,9 +102,15 @@ class TenantDirectory:
             return None
         if document is None:
             return None
-        data = orjson.loads(document)
-        secrets = {name: SecretStr(self._box.decrypt(data["secrets"][name])) for name in SECRET_FIELDS}
-        return Tenant.model_validate({**data, "secrets": secrets})
+        try:
+            data = orjson.loads(document)
+            secrets = {name: SecretStr(self._box.decrypt(data["secrets"][name])) for name in SECRET_FIELDS}
+            return Tenant.model_validate({**data, "secrets": secrets})
+        except (ConfigurationError, orjson.JSONDecodeError, ValidationError, KeyError, TypeError) as exc:
+            # Written with another secrets key (or by another version): PostgreSQL is the truth, and
+            # the entry is written again from it. Never a reason to refuse the tenant's webhooks.
+            log.warning("cached config of tenant %s unreadable, reading PostgreSQL: %s", tenant_id.decode(), exc)
+            return None
 
     async def _to_redis(self, phone_number_id: str, tenant: Tenant) -> None:
         document = tenant.model_dump(mode="json", exclude={"secrets"})
