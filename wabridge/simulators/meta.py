@@ -408,7 +408,9 @@ class MetaSimulator:
         wamid = new_wamid()
         sent = SentMessage(wamid, phone_number_id, to, body["type"], body, utc_now_iso())
         self._sent[wamid] = sent
-        self._tasks.spawn(self._report_statuses(number, sent))
+        # The number's throughput is counted as the request arrives, not when the task below runs.
+        over_rate = self._send_rate.acquire(number.phone_number_id, number.messages_per_second) is not None
+        self._tasks.spawn(self._report_statuses(number, sent, over_rate))
         return json_response(
             {
                 "messaging_product": "whatsapp",
@@ -453,9 +455,9 @@ class MetaSimulator:
         )
         return json_response({"success": True})
 
-    async def _failure_for(self, number: MetaPhoneNumber, sent: SentMessage) -> dict[str, Any] | None:
+    async def _failure_for(self, number: MetaPhoneNumber, sent: SentMessage, over_rate: bool) -> dict[str, Any] | None:
         """Why Meta would fail this accepted message, decided as Meta does, after accepting it."""
-        if self._send_rate.acquire(number.phone_number_id, number.messages_per_second) is not None:
+        if over_rate:
             return _RATE_LIMITED
         if sent.type == "template" and (number.phone_number_id, sent.to) in self._opted_out:
             return _OPTED_OUT
@@ -477,9 +479,9 @@ class MetaSimulator:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
 
-    async def _report_statuses(self, number: MetaPhoneNumber, sent: SentMessage) -> None:
+    async def _report_statuses(self, number: MetaPhoneNumber, sent: SentMessage, over_rate: bool) -> None:
         # The rate window is counted when the send arrives, not when the webhook goes out.
-        failure = await self._failure_for(number, sent)
+        failure = await self._failure_for(number, sent, over_rate)
         if failure is not None:
             plan: list[tuple[str, float, dict[str, Any] | None]] = [("failed", self.config.sent_after_s, failure)]
         else:
