@@ -15,6 +15,7 @@ video or audio over 16 MB) is sent as a document rather than refused.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import time
@@ -36,6 +37,9 @@ from wabridge.tenants import Tenant
 from wabridge.transforms.outbound import CAPTIONED, Part, Unsendable, fitting_kind
 
 LINK_EXPIRY = timedelta(hours=24)
+# Tries at Genesys's URL before the agent is told the attachment could not be fetched (~6 s).
+FETCH_ATTEMPTS = 4
+FETCH_BACKOFF_S = 1.0
 
 ATTACHED = Counter(
     "wabridge_outbound_media_total", "Agent attachments prepared for WhatsApp, by how they are sent", ["how"]
@@ -94,14 +98,26 @@ class AgentMedia:
         return {"type": fitted, fitted: payload}
 
     async def _fetch(self, url: str) -> bytes:
+        """The file at Genesys's URL. A few tries over a few seconds: the URL is short-lived, and an
+        attachment that cannot be fetched must not hold the customer's later messages for long."""
         if not url.startswith(("https://", "http://")):
             raise Unsendable(f"the attachment's URL is not http(s): {url[:60]!r}", code=ReasonCode.GENERAL_ERROR)
-        try:
-            return await self._graph.download(url, None, GENESYS_ATTACHMENT_LIMIT)
-        except MediaTooLarge as exc:
-            raise Unsendable(str(exc), code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH) from exc
-        except MediaUrlExpired as exc:  # 404/410 at Genesys's URL: it will not come back
-            raise PermanentError(f"the attachment could not be downloaded: {exc}", reason="attachment_gone") from exc
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                return await self._graph.download(url, None, GENESYS_ATTACHMENT_LIMIT)
+            except MediaTooLarge as exc:
+                raise Unsendable(str(exc), code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH) from exc
+            except MediaUrlExpired as exc:  # 404/410 at Genesys's URL: it will not come back
+                gone = f"the attachment could not be downloaded: {exc}"
+                raise PermanentError(gone, reason="attachment_gone") from exc
+            except TransientError as exc:
+                if attempt == FETCH_ATTEMPTS:
+                    raise PermanentError(
+                        f"the attachment could not be downloaded in {FETCH_ATTEMPTS} tries: {exc}",
+                        reason="attachment_unreachable",
+                    ) from exc
+                await asyncio.sleep(FETCH_BACKOFF_S * attempt)
+        raise AssertionError("unreachable")
 
     async def _stored(self, key: str) -> bytes | None:
         response = None

@@ -113,6 +113,14 @@ async def test_disabled_tenant_gets_403_and_unknown_number_404(edge: RunningEdge
     assert await edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
 
 
+@pytest.mark.parametrize("phone_number_id", ["10654\u00000352242922", "\u202e\u0007", "9" * 70_000])
+async def test_a_number_no_tenant_could_own_is_unknown_not_a_server_error(
+    edge: RunningEdge, phone_number_id: str
+) -> None:
+    """PostgreSQL refuses a NUL in text: such an id must not reach it (a 503 makes Meta retry for days)."""
+    assert await post_meta(edge, webhook_body(InboundSpec(kind="text"), phone_number_id=phone_number_id)) == 404
+
+
 async def _flush_tenant_cache(settings: Settings) -> None:
     import redis.asyncio as aioredis
 

@@ -143,3 +143,13 @@ async def test_a_file_genesys_no_longer_serves_or_over_its_cap_is_refused(
     with pytest.raises(Unsendable) as refused:
         await media.attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
     assert refused.value.code is ReasonCode.INVALID_MEDIA_CONTENT_LENGTH
+
+
+async def test_an_attachment_genesys_cannot_serve_is_given_up_after_a_few_tries(harness: MediaHarness) -> None:
+    """Connection refused at Genesys's URL: a few tries, then the agent is told (the customer's later
+    messages must not wait behind it)."""
+    tenant = await harness.save_tenant()
+    outbound, part = agent_message("http://127.0.0.1:1/never.pdf", "application/pdf")
+    with pytest.raises(PermanentError) as unreachable:
+        await agent_media(harness).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
+    assert unreachable.value.reason == "attachment_unreachable"

@@ -1,8 +1,9 @@
 """Seeded hostile webhooks through the real processes: validly signed Meta webhooks of every
-message type and Genesys outbound webhooks of every kind (agent text with attachments, typing,
-receipt), each with one field somewhere in the body deleted, nulled, retyped, made huge,
-nested deep or pushed out of range. None gets a 5xx from the edge, no process stops or stops
-being ready, and every customer's valid messages after them reach the agent once and in order.
+message type and user preference, and Genesys outbound webhooks of every kind (agent text with
+attachments, quick replies, list pickers, notifications, typing, receipt), each with one field
+somewhere in the body deleted, nulled, retyped, made huge, nested deep or pushed out of range.
+None gets a 5xx from the edge, no process stops or stops being ready, and every customer's valid
+messages after them reach the agent once and in order.
 
 ``WABRIDGE_HOSTILE_SEED`` replays a run; ``WABRIDGE_HOSTILE_COUNT`` sends more by hand.
 """
@@ -23,9 +24,13 @@ from tests.pipeline.test_poison_records import ready
 from tests.unit import meta_payloads as P
 from wabridge.simulators.agent import (
     AgentAttachment,
+    build_agent_structured,
     build_agent_text,
     build_agent_typing,
     build_inbound_receipt,
+    list_picker,
+    notification,
+    quick_replies,
     sign_outbound,
 )
 from wabridge.simulators.customer import InboundSpec, sign_webhook
@@ -99,6 +104,15 @@ def genesys_kinds(customer: str, index: int) -> dict[str, dict[str, Any]]:
             integration_id=integration, to_id=customer, text="hello", attachments=[attachment], message_id=f"g-{index}"
         ),
         "typing": build_agent_typing(integration_id=integration, to_id=customer),
+        "quick replies": build_agent_structured(
+            integration_id=integration, to_id=customer, text="Pick", content=quick_replies("Yes", "No")
+        ),
+        "list picker": build_agent_structured(
+            integration_id=integration, to_id=customer, content=list_picker({"A": ["x", "y"], "B": ["z"]})
+        ),
+        "notification": build_agent_structured(
+            integration_id=integration, to_id=customer, content=notification("welcome", "en-US", "Sheena")
+        ),
         "receipt": build_inbound_receipt(
             integration_id=integration, genesys_message_id=f"g-{index}", wamid=f"wamid.x.{index}", to_id=customer
         ),
@@ -115,8 +129,20 @@ def hostile_genesys_webhook(rng: random.Random, index: int) -> tuple[bytes, str]
 
 
 def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
-    kind = rng.choice(sorted(P.MESSAGES))
     customer = rng.choice(FUZZ_CUSTOMERS)
+    if rng.random() < 0.1:  # a customer's marketing preference (the user_preferences field)
+        body = P.single(P.get("text"), contacts=[P.contact(wa_id=customer, user_id=None)])
+        change = body["entry"][0]["changes"][0]
+        change["field"] = "user_preferences"
+        value = change["value"]
+        value.pop("messages")
+        value["metadata"]["phone_number_id"] = ACME.phone_number_id
+        value["user_preferences"] = [
+            {"wa_id": customer, "detail": "stop", "category": "marketing_messages", "value": "stop", "timestamp": 1}
+        ]
+        done = mutate(body, rng)
+        return json.dumps(body).encode(), f"user_preferences: {done}"
+    kind = rng.choice(sorted(P.MESSAGES))
     message = P.get(kind)
     message.update({"id": f"wamid.hostile.{SEED}.{index}", "from": customer})
     message.pop("from_user_id", None)

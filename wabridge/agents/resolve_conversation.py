@@ -25,6 +25,7 @@ Also here, because they need the mapping or write tracking rows:
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, TypeVar
 
 import faust
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 # Meta's "this customer opted out of marketing messages" (reference: Throughput and errors).
 OPTED_OUT_CODE = 131050
 MARKETING_CATEGORY = "marketing_messages"
+# How long a status of an unknown wamid waits for a send of the customer's that is still unrecorded.
+PENDING_SEND_WAIT_S = 60.0
 
 STAGE = "resolve_conversation"
 CONVERSATIONS_TABLE = "conversations"
@@ -306,10 +309,15 @@ class ConversationResolver:
         if any(error.code == OPTED_OUT_CODE for error in status.errors):
             self.opted_out(status.key, float(status.timestamp))
         if result.genesys_message_id is None:
-            if result.pending_send:
-                # Meta's status outran the send's own write (its wamid is not recorded yet): wait for it.
+            waited = time.time() - status.received_at
+            if result.pending_send and waited < PENDING_SEND_WAIT_S:
+                # Meta's status outran the send's own write (its wamid is not recorded yet): wait for it,
+                # a little. The write follows Meta's answer within milliseconds; a send still pending
+                # after this long is stuck elsewhere, and must not hold this customer's messages.
                 raise TransientError(f"status {status.status.value} of {status.wamid} before its send is recorded")
-            log.debug("status of %s (tenant %s) names no agent message: tracked only", status.wamid, status.tenant_id)
+            level = logging.WARNING if result.pending_send else logging.DEBUG
+            log.log(level, "status %s of %s (tenant %s) names no agent message: tracked only",
+                    status.status.value, status.wamid, status.tenant_id)  # fmt: skip
             return
         due = ReceiptDue(receipt_for=result.genesys_message_id, status=status)
         await self.ctx.retrying(STAGE, lambda: send_and_wait(self.agent_messages, due.key, due.to_bytes()))

@@ -45,6 +45,9 @@ class TenantDirectory:
         self._all: tuple[float, list[Tenant]] | None = None
 
     async def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        if not plausible_id(phone_number_id):
+            # No tenant has it, and PostgreSQL refuses a NUL in text: never a lookup, never a 5xx.
+            return None
         now = time.monotonic()
         cached = self._by_phone.get(phone_number_id)
         if cached is not None and cached[0] > now:
@@ -124,6 +127,15 @@ class TenantDirectory:
                 await pipe.execute()
         except RedisError as exc:
             log.warning("redis unavailable, tenant %s not cached: %s", tenant.id, exc)
+
+
+# Meta's phone number ids are digits; tenants' ids are short. Anything else names no tenant.
+_MAX_ID_CHARS = 128
+
+
+def plausible_id(value: str) -> bool:
+    """Whether ``value`` could be a stored id: 1-128 printable characters (no NUL or controls)."""
+    return 0 < len(value) <= _MAX_ID_CHARS and value.isprintable()
 
 
 async def invalidate_cached(settings: Settings, tenant: Tenant) -> None:
