@@ -53,8 +53,16 @@ class AgentMedia:
     """Fetch, store and upload one attachment; one per worker (the stage's clients are shared)."""
 
     def __init__(
-        self, settings: Settings, *, graph: MetaGraphClient, tokens: WhatsAppTokens, storage: Minio, presigner: Minio
+        self,
+        settings: Settings,
+        *,
+        graph: MetaGraphClient,
+        tokens: WhatsAppTokens,
+        storage: Minio,
+        presigner: Minio,
+        fetch_backoff_s: float = FETCH_BACKOFF_S,
     ) -> None:
+        self._fetch_backoff_s = fetch_backoff_s
         self._graph = graph
         self._tokens = tokens
         self._storage = storage
@@ -116,7 +124,7 @@ class AgentMedia:
                         f"the attachment could not be downloaded in {FETCH_ATTEMPTS} tries: {exc}",
                         reason="attachment_unreachable",
                     ) from exc
-                await asyncio.sleep(FETCH_BACKOFF_S * attempt)
+                await asyncio.sleep(self._fetch_backoff_s * attempt)
         raise AssertionError("unreachable")
 
     async def _stored(self, key: str) -> bytes | None:

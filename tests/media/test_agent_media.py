@@ -54,12 +54,12 @@ async def genesys_files() -> AsyncIterator[GenesysFiles]:
         yield files
 
 
-def agent_media(harness: MediaHarness) -> AgentMedia:
+def agent_media(harness: MediaHarness, **options: float) -> AgentMedia:
     graph = MetaGraphClient(graph_version="v21.0")
     storage, presigner = s3.client(harness.settings), s3.client(harness.settings, public=True)
     harness.clients += [graph, storage, presigner]
     tokens = WhatsAppTokens(harness.redis, harness.box, harness.settings)
-    return AgentMedia(harness.settings, graph=graph, tokens=tokens, storage=storage, presigner=presigner)
+    return AgentMedia(harness.settings, graph=graph, tokens=tokens, storage=storage, presigner=presigner, **options)
 
 
 def agent_message(url: str, mime: str, filename: str | None = None) -> tuple[OutboundEvent, Part]:
@@ -151,5 +151,5 @@ async def test_an_attachment_genesys_cannot_serve_is_given_up_after_a_few_tries(
     tenant = await harness.save_tenant()
     outbound, part = agent_message("http://127.0.0.1:1/never.pdf", "application/pdf")
     with pytest.raises(PermanentError) as unreachable:
-        await agent_media(harness).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
+        await agent_media(harness, fetch_backoff_s=0.01).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
     assert unreachable.value.reason == "attachment_unreachable"
