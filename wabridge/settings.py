@@ -43,11 +43,12 @@ class Settings(BaseSettings):
     # How often a worker commits the offsets its stages have finished (Faust broker_commit_interval).
     kafka_commit_interval_s: float = Field(default=2.8, gt=0)
     # How long a worker's fetch may wait for data (Faust's own value is 1500). Kafka answers a
-    # waiting fetch as soon as data arrives; Tansu holds it (~450 ms per stage hop, measured), so
-    # 50 cuts end-to-end latency there ~4x. But on Tansu, waits of 300 ms and less made a worker's
-    # changelog recovery after a rebalance finish early with the table incomplete
-    # (tests/streams/test_two_workers.py failed 1 run in 2-4): keep 1500 unless measuring latency.
-    kafka_fetch_max_wait_ms: int = Field(default=1500, ge=1)
+    # waiting fetch as soon as data arrives; Tansu holds it to the end (~450 ms per stage hop at
+    # 1500, measured), so 50 cuts end-to-end latency there ~4x and costs Kafka only empty polls of
+    # an idle consumer. Waits of 300 ms and less used to make changelog recovery after a rebalance
+    # end early on Tansu; the cause was its ListOffsets answer, which recovery no longer trusts
+    # alone (kafka.end_offsets): tests/streams/test_two_workers.py passes 14 of 14 at 50.
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1)
     # How long the bridge's producer waits for the broker's answer to one request (then it asks again),
     # and for Kafka's ack of a record before the bridge says it holds (nothing is returned to RabbitMQ,
     # whatever the outage's length).
