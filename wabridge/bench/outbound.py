@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 
 from wabridge.bench.accounting import Arrival
-from wabridge.bench.genesys_sim import ArrivalWatch, GenesysKnobs
+from wabridge.bench.genesys_sim import ArrivalWatch
 from wabridge.bench.load import WebhookLoad, wall_and_loop_clock
 from wabridge.bench.plan import (
     PlannedMessage,
@@ -39,7 +39,7 @@ from wabridge.bench.plan import (
     tenant_of,
 )
 from wabridge.bench.report import Progress
-from wabridge.bench.run import BenchOptions, BenchResult, StackUrls, measure, provision_or_load, require_healthy
+from wabridge.bench.run import BenchOptions, BenchResult, StackUrls, measure, prepared_stack
 from wabridge.bench.tenants import BenchSetupError, BenchTenant
 from wabridge.settings import Settings
 from wabridge.simulators.agent import build_agent_text, sign_outbound
@@ -102,8 +102,8 @@ class MetaSentWatch:
         for number in self._numbers:
             items, self._next[number] = await self._read(number, since=self._next[number])
             for item in items:
-                text = (item.get("body") or {}).get("text", {}).get("body", "")
-                if item.get("type") != "text" or not str(text).startswith(self._prefix):
+                text = _text_of(item)
+                if not text.startswith(self._prefix):
                     continue
                 accepted_at = datetime.fromisoformat(item["accepted_at"]).timestamp()
                 self.arrivals.append(Arrival(message_id=text, from_id=item["to"], arrived_at=accepted_at))
@@ -116,8 +116,8 @@ class MetaSentWatch:
         for number in self._numbers:
             items, _ = await self._read(number, since=0)
             for item in items:
-                text = (item.get("body") or {}).get("text", {}).get("body", "")
-                if str(text).startswith(self._prefix) and any(s["status"] == "failed" for s in item["statuses"]):
+                text = _text_of(item)
+                if text.startswith(self._prefix) and any(s["status"] == "failed" for s in item["statuses"]):
                     self.refused.add(text)
         return len(self.refused)
 
@@ -129,6 +129,13 @@ class MetaSentWatch:
                 raise BenchSetupError(f"GET {self._url} answered {response.status}: {await response.text()}")
             body = orjson.loads(await response.read())
         return body["sent"], int(body["next"])
+
+
+def _text_of(sent: dict[str, Any]) -> str:
+    """The body of a text the Meta simulator took ("" for any other type)."""
+    if sent.get("type") != "text":
+        return ""
+    return str((sent.get("body") or {}).get("text", {}).get("body", ""))
 
 
 async def customers_write_first(
@@ -167,28 +174,14 @@ async def run_outbound_bench(settings: Settings, options: BenchOptions, progress
         raise BenchSetupError("--mode outbound posts one agent message per webhook (Genesys does): no --batch-size")
     if options.shape.media_share > 0:
         raise BenchSetupError("--mode outbound sends agents' texts: no --media-share")
-    urls = StackUrls.of(settings)
-    connector = aiohttp.TCPConnector(limit=options.max_in_flight)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        needed = {"webhook edge": urls.edge, "Genesys simulator": urls.genesys, "Meta simulator": urls.meta}
-        await require_healthy(session, needed)
-        tenants = await provision_or_load(settings, session, options, urls)
-        knobs = GenesysKnobs(session, urls.genesys)
-        try:
-            # The Genesys latency applies to the receipts the outbound stage posts back.
-            await knobs.apply(
-                latency_ms=options.genesys_latency_ms,
-                rate_limit_per_minute=options.genesys_rate_limit,
-                integration_ids=[tenant.integration_id for tenant in tenants],
-            )
-            await customers_write_first(session, options, tenants, urls)
-            watch = MetaSentWatch(session, urls.meta, tenants, run_prefix(options.run_id))
-            await watch.start_here()
-            posts = plan_posts(plan_messages(options.run_id, options.shape), options.shape)
-            wall_start, start = wall_and_loop_clock()
-            edge = f"{urls.edge}/webhook/genesys"
-            load = AgentLoad(session, edge, tenants, posts, wall_start=wall_start, timeout_s=options.timeout_s)
-            result = await measure(settings, options, tenants, progress, load, watch, start=start, mode="outbound")
-            return dataclasses.replace(result, refused_by_meta=await watch.count_refused())
-        finally:
-            await knobs.restore()
+    # The Genesys latency applies to the receipts the outbound stage posts back.
+    async with prepared_stack(settings, options, ("edge", "genesys", "meta")) as stack:
+        await customers_write_first(stack.session, options, stack.tenants, stack.urls)
+        watch = MetaSentWatch(stack.session, stack.urls.meta, stack.tenants, run_prefix(options.run_id))
+        await watch.start_here()
+        posts = plan_posts(plan_messages(options.run_id, options.shape), options.shape)
+        wall_start, start = wall_and_loop_clock()
+        edge = f"{stack.urls.edge}/webhook/genesys"
+        load = AgentLoad(stack.session, edge, stack.tenants, posts, wall_start=wall_start, timeout_s=options.timeout_s)
+        result = await measure(settings, options, stack.tenants, progress, load, watch, start=start, mode="outbound")
+        return dataclasses.replace(result, refused_by_meta=await watch.count_refused())

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -134,14 +134,28 @@ async def provision_or_load(
     return tenants
 
 
-async def run_webhook_bench(settings: Settings, options: BenchOptions, progress: Progress) -> BenchResult:
+@dataclass(frozen=True)
+class PreparedStack:
+    session: aiohttp.ClientSession
+    urls: StackUrls
+    tenants: list[BenchTenant]
+
+
+# The components a run may need, by their StackUrls field, as the health check names them.
+_COMPONENT_NAMES = {"edge": "webhook edge", "genesys": "Genesys simulator", "meta": "Meta simulator"}
+
+
+@contextlib.asynccontextmanager
+async def prepared_stack(
+    settings: Settings, options: BenchOptions, needed: tuple[str, ...]
+) -> AsyncIterator[PreparedStack]:
+    """A session sized for the run, the ``needed`` components (StackUrls fields) checked healthy,
+    the tenants ready, and the Genesys simulator's latency and rate limit set for the run (put
+    back afterwards)."""
     urls = StackUrls.of(settings)
     connector = aiohttp.TCPConnector(limit=options.max_in_flight)
     async with aiohttp.ClientSession(connector=connector) as session:
-        needed = {"webhook edge": urls.edge, "Genesys simulator": urls.genesys}
-        if options.shape.media_share > 0 or (options.shape.tenants > 1 and not options.tenant_ids):
-            needed["Meta simulator"] = urls.meta
-        await require_healthy(session, needed)
+        await require_healthy(session, {_COMPONENT_NAMES[field]: getattr(urls, field) for field in needed})
         tenants = await provision_or_load(settings, session, options, urls)
         knobs = GenesysKnobs(session, urls.genesys)
         try:
@@ -150,15 +164,24 @@ async def run_webhook_bench(settings: Settings, options: BenchOptions, progress:
                 rate_limit_per_minute=options.genesys_rate_limit,
                 integration_ids=[tenant.integration_id for tenant in tenants],
             )
-            posts = plan_posts(plan_messages(options.run_id, options.shape), options.shape)
-            watch = ArrivalWatch(session, urls.genesys, run_prefix(options.run_id))
-            wall_start, start = wall_and_loop_clock()
-            load = WebhookLoad(
-                session, f"{urls.edge}/webhook/meta", tenants, posts, wall_start=wall_start, timeout_s=options.timeout_s
-            )
-            return await measure(settings, options, tenants, progress, load, watch, start=start)
+            yield PreparedStack(session, urls, tenants)
         finally:
             await knobs.restore()
+
+
+async def run_webhook_bench(settings: Settings, options: BenchOptions, progress: Progress) -> BenchResult:
+    needed: tuple[str, ...] = ("edge", "genesys")
+    if options.shape.media_share > 0 or (options.shape.tenants > 1 and not options.tenant_ids):
+        needed += ("meta",)
+    async with prepared_stack(settings, options, needed) as stack:
+        posts = plan_posts(plan_messages(options.run_id, options.shape), options.shape)
+        watch = ArrivalWatch(stack.session, stack.urls.genesys, run_prefix(options.run_id))
+        wall_start, start = wall_and_loop_clock()
+        load = WebhookLoad(
+            stack.session, f"{stack.urls.edge}/webhook/meta", stack.tenants, posts,
+            wall_start=wall_start, timeout_s=options.timeout_s,
+        )  # fmt: skip
+        return await measure(settings, options, stack.tenants, progress, load, watch, start=start)
 
 
 class Watch(Protocol):
