@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -30,7 +29,7 @@ from prometheus_client import Counter
 
 from wabridge.connectors.meta_graph import MediaTooLarge, MediaUrlExpired, MetaGraphClient, SendRefused, WhatsAppTokens
 from wabridge.errors import PermanentError, TransientError
-from wabridge.media import GENESYS_ATTACHMENT_LIMIT, SHA256_METADATA, extension_for, media_key, presign
+from wabridge.media import GENESYS_ATTACHMENT_LIMIT, extension_for, media_key, presign, store_file
 from wabridge.schemas.genesys import OutboundEvent, ReasonCode
 from wabridge.settings import Settings
 from wabridge.tenants import Tenant
@@ -82,7 +81,7 @@ class AgentMedia:
         data = await self._stored(key)
         if data is None:
             data = await self._fetch(attachment.url)
-            await self._put(key, data, mime)
+            await store_file(self._storage, self._bucket, key, data, mime, hashlib.sha256(data).hexdigest())
         fitted = fitting_kind(kind, len(data))
         if fitted == "document" and len(data) > GENESYS_ATTACHMENT_LIMIT:
             raise Unsendable(f"the attachment is {len(data)} bytes", code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH)
@@ -141,15 +140,6 @@ class AgentMedia:
         finally:
             if response is not None:
                 response.release()
-
-    async def _put(self, key: str, data: bytes, mime: str) -> None:
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            await self._storage.put_object(
-                self._bucket, key, io.BytesIO(data), len(data), content_type=mime, metadata={SHA256_METADATA: digest}
-            )
-        except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransientError(f"S3 put of {self._bucket}/{key} failed: {exc!r}") from exc
 
 
 def _day_of(outbound: OutboundEvent) -> int:

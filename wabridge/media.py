@@ -383,17 +383,7 @@ class MediaFetcher:
         return _Stored(sha256=str(sha256).lower() if sha256 else None, size=obj.size or 0)
 
     async def _put(self, target: _Target, data: bytes, digest: str) -> None:
-        try:
-            await self._storage.put_object(
-                self._bucket,
-                target.key,
-                io.BytesIO(data),
-                len(data),
-                content_type=target.mime,
-                metadata={SHA256_METADATA: digest},
-            )
-        except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransientError(f"S3 put of {self._bucket}/{target.key} failed: {exc!r}") from exc
+        await store_file(self._storage, self._bucket, target.key, data, target.mime, digest)
 
     async def _attached(self, message: InboundMessage, target: _Target, stored: _Stored, outcome: str) -> _Outcome:
         url = await presign(self._presigner, self._bucket, target.key, self._url_expiry)
@@ -407,6 +397,17 @@ class MediaFetcher:
             size=stored.size,
         )
         return _Outcome(outcome, attachment=attachment)
+
+
+async def store_file(storage: Minio, bucket: str, key: str, data: bytes, mime: str, sha256_hex: str) -> None:
+    """Put a media file with its content type and its sha256 as object metadata (``SHA256_METADATA``,
+    which a replay compares); ``TransientError`` when S3 fails."""
+    try:
+        await storage.put_object(
+            bucket, key, io.BytesIO(data), len(data), content_type=mime, metadata={SHA256_METADATA: sha256_hex}
+        )
+    except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise TransientError(f"S3 put of {bucket}/{key} failed: {exc!r}") from exc
 
 
 async def presign(presigner: Minio, bucket: str, key: str, expiry: timedelta) -> str:
