@@ -181,9 +181,10 @@ class _Demo:
             return sent_at, f"the webhook edge did not accept it ({answered} after {len(attempts)} attempts)"
         return sent_at, None
 
-    async def accepted(self) -> list[dict[str, Any]]:
+    async def accepted(self, kind: str = "message") -> list[dict[str, Any]]:
+        """What Genesys took for the demo's integration: ``message``, ``receipt`` or ``structured_response``."""
         url = f"{self._urls['sim_genesys']}/__sim/inbound"
-        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "message"}
+        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": kind}
         async with self._session.get(url, params=query) as response:
             response.raise_for_status()
             inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
@@ -209,21 +210,9 @@ class _Demo:
             sent: list[dict[str, Any]] = orjson.loads(await response.read())["sent"]
         return [message for message in sent if message["to"] == _CUSTOMER_WA_ID]
 
-    async def structured_responses(self) -> list[dict[str, Any]]:
-        url = f"{self._urls['sim_genesys']}/__sim/inbound"
-        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "structured_response"}
-        async with self._session.get(url, params=query) as response:
-            response.raise_for_status()
-            inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
-            return inbound
-
     async def receipts(self, genesys_message_id: str) -> list[str]:
         """The receipt statuses Genesys took for the agent's message."""
-        url = f"{self._urls['sim_genesys']}/__sim/inbound"
-        query = {"integration": DEMO_TENANT.genesys_integration_id, "kind": "receipt"}
-        async with self._session.get(url, params=query) as response:
-            response.raise_for_status()
-            inbound: list[dict[str, Any]] = orjson.loads(await response.read())["inbound"]
+        inbound = await self.accepted("receipt")
         return [item["body"]["status"] for item in inbound if item["body"].get("id") == genesys_message_id]
 
     async def tracked_status(self, wamid: str) -> tuple[str | None, str | None]:
@@ -350,7 +339,8 @@ async def _agent_answers(demo: _Demo, result: DemoResult) -> None:
     await demo.send(tap)
 
     async def answered() -> list[dict[str, Any]]:
-        return [r for r in await demo.structured_responses() if r["body"].get("originatingMessageId") == sent_ids[-1]]
+        responses = await demo.accepted("structured_response")
+        return [r for r in responses if r["body"].get("originatingMessageId") == sent_ids[-1]]
 
     responses = await _until(answered, deadline)
     if not responses:
