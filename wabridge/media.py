@@ -1,6 +1,6 @@
 """Stage media: a WhatsApp media id becomes a stored file with a presigned URL Genesys can fetch.
 
-``MediaFetcher.prepare`` turns a ``ResolvedMessage`` (``wa-resolved``) into a ``ReadyMessage``
+``MediaFetcher.prepare`` turns a ``ResolvedMessage`` into a ``ReadyMessage``
 (``wa-ready``). No Faust here: the agent calls it per record.
 
 * Non-media types pass through. Image, video, audio (voice notes too), document and sticker get an
@@ -149,7 +149,7 @@ class _Outcome:
 
 
 class MediaFetcher:
-    """The media stage's work for one message at a time; share one per worker process."""
+    """The media step's work for one message at a time; share one per worker process."""
 
     def __init__(
         self,

@@ -8,7 +8,8 @@ Two dead-letter places, one command:
   headers, then taken off the dead-letter queue; the rest stay where they were.
 * ``--from error-events``: records a stage routed to ``error-events``, each with its stage's
   source topic, key and original bytes. Each matching record is produced again to that topic,
-  keyed as before (so on its customer's partition).
+  keyed as before (so on its customer's partition); a record of a topic an earlier version had
+  (``wa-normalized``, ``wa-resolved``) goes to ``wa-inbound``, where the prepare stage takes it up.
 
 Filters: ``--tenant``, ``--reason`` (a substring of the reason), ``--since``; ``--dry-run`` only
 counts. Redriving is safe to repeat: what was delivered is deduped downstream (normalize on
@@ -39,7 +40,7 @@ from wabridge.connectors import kafka, postgres, rabbitmq
 from wabridge.connectors.bridge import tenant_of
 from wabridge.observability import configure_logging
 from wabridge.settings import Settings
-from wabridge.streams.topics import DEAD_LETTER_SUFFIX, ERROR_EVENTS, QUEUES
+from wabridge.streams.topics import DEAD_LETTER_SUFFIX, ERROR_EVENTS, QUEUES, current_topic
 from wabridge.tables.tracking import reopen_failed
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ async def redrive_error_events(settings: Settings, filters: Filters, *, dry_run:
             if who.inbound_message and who.tenant_id and who.message_id:
                 summary.reopened += await reopen_failed(pool, who.tenant_id, [who.message_id])
             key = record.get("key")
-            await producer.send_and_wait(record["topic"], value, key=key.encode() if isinstance(key, str) else None)
+            topic = current_topic(settings, record["topic"])
+            await producer.send_and_wait(topic, value, key=key.encode() if isinstance(key, str) else None)
             summary.redriven += 1
     finally:
         await producer.stop()

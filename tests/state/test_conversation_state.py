@@ -23,10 +23,10 @@ from tests.state.conftest import (
     status_records,
 )
 from tests.streams.support import wait_until
-from wabridge.schemas.records import ResolvedMessage
+from wabridge.schemas.records import ReadyMessage
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, new_wamid
-from wabridge.streams.topics import ERROR_EVENTS, WA_INBOUND, WA_RESOLVED
+from wabridge.streams.topics import ERROR_EVENTS, WA_INBOUND, WA_READY
 
 NEW_CUSTOMER = "16505550101"
 OTHER_CUSTOMER = "16505550102"
@@ -73,8 +73,8 @@ async def test_mapping_dedupe_remap_and_statuses(
 
     # Exactly three resolved messages for the customer (duplicates dropped), all one conversation.
     resolved = [
-        ResolvedMessage.from_bytes(r.value)
-        for r in await read_topic(settings, WA_RESOLVED, expected=4)
+        ReadyMessage.from_bytes(r.value)
+        for r in await read_topic(settings, WA_READY, expected=4)
         if r.key == f"{TENANT}:{NEW_CUSTOMER}".encode()
     ]
     assert sorted(r.message.wamid for r in resolved) == sorted(s.wamid for s in first_three)  # type: ignore[misc]
@@ -143,8 +143,8 @@ async def test_mapping_dedupe_remap_and_statuses(
     # itself was not passed on for delivery.
     follow_up = InboundSpec(kind="text", wa_id=NEW_NUMBER, text="new phone", wamid=new_wamid())
     await produce(producer, settings, inbound_records(follow_up))
-    records = await read_topic(settings, WA_RESOLVED, expected=5)
-    resolved_all = [ResolvedMessage.from_bytes(r.value) for r in records]
+    records = await read_topic(settings, WA_READY, expected=5)
+    resolved_all = [ReadyMessage.from_bytes(r.value) for r in records]
     assert [r.message.type for r in resolved_all].count("system") == 0
     last = next(r for r in resolved_all if r.message.wamid == follow_up.wamid)
     assert str(last.conversation.conversation_id) == conversation_id

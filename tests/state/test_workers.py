@@ -26,7 +26,7 @@ from tests.streams.support import wait_until
 from wabridge.connectors import kafka
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, new_wamid
-from wabridge.streams.topics import WA_NORMALIZED
+from wabridge.streams.topics import WA_INBOUND
 
 CUSTOMERS = [f"3161234{n:04d}" for n in range(24)]
 
@@ -69,7 +69,7 @@ async def two_messages_each_done(
     before = await wait_until(lambda: answers(http, worker), 30, "every key mapped")
     conversations = await pg_conversations(pg)
     assert conversations == {c: conv for c, (conv, _) in before.items()}
-    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 20, "wa-normalized fully committed")
+    await wait_until(lambda: committed_all(settings, WA_INBOUND), 20, "wa-inbound fully committed")
     assert await pg.fetchval("SELECT count(*) FROM message_tracking") == 2 * len(CUSTOMERS)
     return worker, conversations
 
@@ -153,13 +153,13 @@ async def test_replay_from_earliest_changes_nothing(
     settings = state_settings
     worker, conversations = await two_messages_each_done(settings, workers, producer, http, pg)
 
-    replay = [sys.executable, "-m", "wabridge", "replay", "--topic", WA_NORMALIZED, "--to-earliest"]
+    replay = [sys.executable, "-m", "wabridge", "replay", "--topic", WA_INBOUND, "--to-earliest"]
     refused = await asyncio.to_thread(
         subprocess.run, replay, env=settings_env(settings), capture_output=True, text=True, timeout=90
     )
     assert refused.returncode != 0 and "running" in refused.stderr, refused.stderr
 
-    # Replay wa-normalized from the start: nothing done is done again.
+    # Replay wa-inbound from the start: nothing done is done again.
     worker.stop()
     done = await asyncio.to_thread(
         subprocess.run, replay, env=settings_env(settings), capture_output=True, text=True, timeout=90
@@ -169,6 +169,6 @@ async def test_replay_from_earliest_changes_nothing(
     assert len(moved) == settings.kafka_partitions and all(line.endswith("-> 0") for line in moved), moved
     worker.start()
     await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to rejoin")
-    await wait_until(lambda: committed_all(settings, WA_NORMALIZED), 30, "the replay to be processed")
+    await wait_until(lambda: committed_all(settings, WA_INBOUND), 30, "the replay to be processed")
     assert await pg_conversations(pg) == conversations
     assert await pg.fetchval("SELECT count(*) FROM message_tracking") == 2 * len(CUSTOMERS)

@@ -5,7 +5,7 @@ Settings come from ``WABRIDGE_*`` like the product's; the test's knobs from ``LA
 ``LANES_SLOW`` ``key=seconds,...`` handler time for those keys (others: ``LANES_SLEEP``);
 ``LANES_FAIL`` ``key:seq`` the handler raises on that event; ``LANES_BATCH`` read with
 ``take_events`` batches of that size; ``LANES_MAX_PENDING``; ``LANES_FORWARD`` also send each
-event on to ``wa-normalized``; ``LANES_COUNT_ONLY`` record only a summary line once
+event on to ``wa-ready``; ``LANES_COUNT_ONLY`` record only a summary line once
 ``LANES_EXPECT`` events are done (for the throughput measurement).
 """
 
@@ -21,12 +21,12 @@ from faust.types import EventT
 from wabridge.settings import Settings
 from wabridge.streams.app import create_app, run_worker, stage_topic
 from wabridge.streams.lanes import run_in_lanes
-from wabridge.streams.topics import WA_INBOUND, WA_NORMALIZED
+from wabridge.streams.topics import WA_INBOUND, WA_READY
 
 settings = Settings()
 app = create_app(settings)
 source = stage_topic(app, settings, WA_INBOUND)
-sink = stage_topic(app, settings, WA_NORMALIZED)
+sink = stage_topic(app, settings, WA_READY)
 
 _record_fd = os.open(os.environ["LANES_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 _slow = {

@@ -8,13 +8,13 @@ import pytest
 
 from wabridge.settings import Settings
 from wabridge.streams.app import create_app, create_table, stage_topic
-from wabridge.streams.topics import WA_RESOLVED, WORKER_GROUP
+from wabridge.streams.topics import WA_READY, WORKER_GROUP
 
 
 def test_table_keys_serialise_and_partition_like_the_stage_topic(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, kafka_partitions=6, kafka_topic_prefix="x-", state_dir=tmp_path)
     app = create_app(settings)
-    topic = stage_topic(app, settings, WA_RESOLVED)
+    topic = stage_topic(app, settings, WA_READY)
     table = create_table(app, "conversations", default=dict)
     key = "tenant-1:31612345678"
     assert topic.prepare_key(key, None)[0] == key.encode()

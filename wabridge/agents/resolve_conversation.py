@@ -1,4 +1,4 @@
-"""Stage resolve_conversation: ``wa-normalized`` → each message with its conversation on ``wa-resolved``.
+"""Step resolve_conversation of the prepare stage: each customer's message with its conversation.
 
 The ``conversations`` table (keyed ``tenant_id:customer_id``, co-partitioned with the stage topics)
 holds each customer's ``ConversationMapping``. On a miss PostgreSQL decides (get-or-create under its
@@ -10,8 +10,8 @@ reaches PostgreSQL coalesced, once a second.
 Also here, because they need the mapping or write tracking rows:
 
 * ``system`` messages (number or user-id change) move the mapping. The new key may be owned by
-  another worker, so the move travels as a ``MappingMove`` record keyed by the new key on this same
-  topic; the new key's lane writes the new entry and tombstones the old PostgreSQL row in one
+  another worker, so the move travels as a ``MappingMove`` record keyed by the new key on
+  ``wa-inbound``; the new key's lane writes the new entry and tombstones the old PostgreSQL row in one
   transaction. System messages are not delivered to Genesys.
 * inbound messages get a ``received`` tracking row and move the conversation's
   ``last_customer_message_at`` (Meta's timestamp: the 24-hour window of the agent's replies);
@@ -32,7 +32,6 @@ import faust
 import orjson
 from faust.types import EventT
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext, send_and_wait
 from wabridge.errors import PermanentError, TransientError
@@ -48,9 +47,6 @@ from wabridge.schemas.records import (
     StatusUpdate,
 )
 from wabridge.schemas.status import MessageStatus
-from wabridge.streams.app import create_table, stage_topic
-from wabridge.streams.lanes import run_in_lanes
-from wabridge.streams.topics import AGENT_MESSAGES, WA_NORMALIZED, WA_RESOLVED
 from wabridge.tables.conversations import (
     CREATE_MAPPING,
     MOVE_MAPPING,
@@ -71,62 +67,35 @@ MARKETING_CATEGORY = "marketing_messages"
 # How long a status of an unknown wamid waits for a send of the customer's that is still unrecorded.
 PENDING_SEND_WAIT_S = 60.0
 
-STAGE = "resolve_conversation"
+STEP = "resolve_conversation"
 CONVERSATIONS_TABLE = "conversations"
 
 MAPPINGS_CREATED = Counter("wabridge_mappings_created_total", "Conversation mappings created", ["tenant"])
 MAPPINGS_MOVED = Counter("wabridge_mappings_moved_total", "Mappings moved by a number or user-id change", ["tenant"])
 TABLE_MISSES = Counter("wabridge_conversation_table_misses_total", "Table misses answered by PostgreSQL")
 
-NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate
+ResolvableRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def decode_normalized(raw: bytes) -> NormalizedRecord:
-    """The record on ``wa-normalized``; each kind has a field the others lack (and forbid)."""
-    value = orjson.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    if "mapping" in value:
-        return MappingMove.model_validate(value)
-    if "preference" in value:
-        return PreferenceUpdate.model_validate(value)
-    if "status" in value:
-        return StatusUpdate.model_validate(value)
-    if "error" in value:
-        return BusinessError.model_validate(value)
-    return InboundMessage.model_validate(value)
-
-
 class ConversationResolver:
-    """The handler of the resolve_conversation lanes; one per worker."""
+    """Step resolve_conversation of the prepare stage; one per worker."""
 
     def __init__(
-        self,
-        ctx: StageContext,
-        table: faust.Table,
-        normalized: faust.TopicT,
-        resolved: faust.TopicT,
-        agent_messages: faust.TopicT,
+        self, ctx: StageContext, table: faust.Table, inbound: faust.TopicT, agent_messages: faust.TopicT
     ) -> None:
         self.ctx = ctx
         self.table = table
-        self.normalized = normalized
-        self.resolved = resolved
+        self.inbound = inbound
         self.agent_messages = agent_messages
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
-        return await self.ctx.write(STAGE, kind, item)
+        return await self.ctx.write(STEP, kind, item)
 
-    async def handle(self, event: EventT) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            record = decode_normalized(raw)
-        except (ValidationError, ValueError) as exc:
-            error = PermanentError(f"not a normalized record: {exc}".splitlines()[0], reason="invalid_record")
-            await self.ctx.route_error(STAGE, event, error)
-            return
+    async def resolve(self, record: ResolvableRecord, event: EventT) -> ResolvedMessage | None:
+        """The customer's message with its conversation, for the next step; ``None`` when ``record``
+        has no message to deliver (a status, a move, …: its effect is done) or went to ``error-events``."""
         try:
             if isinstance(record, MappingMove):
                 await self.apply_move(record)
@@ -141,25 +110,25 @@ class ConversationResolver:
                     f"{record.error.title}",
                     reason=f"meta_business_error_{record.error.code}",
                 )
-                await self.ctx.route_error(STAGE, event, error, tenant_id=record.tenant_id)
+                await self.ctx.route_error(STEP, event, error, tenant_id=record.tenant_id)
             elif record.type == "system":
                 await self.change_identity(record)
             else:
-                await self.resolve_message(record)
+                return await self.resolve_message(record)
         except PermanentError as exc:
             message_id = getattr(record, "wamid", None)
-            await self.ctx.route_error(STAGE, event, exc, tenant_id=_tenant_of(record), message_id=message_id)
+            await self.ctx.route_error(STEP, event, exc, tenant_id=_tenant_of(record), message_id=message_id)
+        return None
 
     # -- messages ----------------------------------------------------------------------------------
 
-    async def resolve_message(self, message: InboundMessage) -> None:
+    async def resolve_message(self, message: InboundMessage) -> ResolvedMessage:
         mapping = await self.mapping_for(message)
         await self.write(TRACK, Tracked.of_inbound(message, MessageStatus.RECEIVED, mapping.conversation_id))
         conversation = ConversationRef(
             conversation_id=mapping.conversation_id, genesys_conversation_id=mapping.genesys_conversation_id
         )
-        resolved = ResolvedMessage(message=message, conversation=await self.with_context(message, conversation))
-        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.resolved, message.key, resolved.to_bytes()))
+        return ResolvedMessage(message=message, conversation=await self.with_context(message, conversation))
 
     async def with_context(self, message: InboundMessage, conversation: ConversationRef) -> ConversationRef:
         """The conversation with what ``message`` replies or reacts to: the earlier message's preview
@@ -172,7 +141,7 @@ class ConversationResolver:
         async def lookup() -> tuple[Quoted, str | None] | None:
             return await fetch_quoted(await self.ctx.pool(), message.tenant_id, target)
 
-        found = await self.ctx.retrying(STAGE, lookup)
+        found = await self.ctx.retrying(STEP, lookup)
         if found is None:
             return conversation
         quoted, genesys_message_id = found
@@ -261,7 +230,7 @@ class ConversationResolver:
         if move.key == message.key:
             await self.apply_move(move)
             return
-        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.normalized, move.key, move.to_bytes()))
+        await self.ctx.retrying(STEP, lambda: send_and_wait(self.inbound, move.key, move.to_bytes()))
         self.table.pop(message.key, None)
         await self.ctx.cache.forget(message.tenant_id, message.customer_id)
         log.info(
@@ -282,7 +251,7 @@ class ConversationResolver:
         async def lookup() -> ConversationMapping | None:
             return await fetch_mapping(await self.ctx.pool(), message.tenant_id, message.customer_id)
 
-        found = await self.ctx.retrying(STAGE, lookup)
+        found = await self.ctx.retrying(STEP, lookup)
         # A tombstone means the move happened already (this is a replay of the system message).
         return None if found is None or found.moved else found
 
@@ -320,7 +289,7 @@ class ConversationResolver:
                     status.status.value, status.wamid, status.tenant_id)  # fmt: skip
             return
         due = ReceiptDue(receipt_for=result.genesys_message_id, status=status)
-        await self.ctx.retrying(STAGE, lambda: send_and_wait(self.agent_messages, due.key, due.to_bytes()))
+        await self.ctx.retrying(STEP, lambda: send_and_wait(self.agent_messages, due.key, due.to_bytes()))
 
     def opted_out(self, key: str, at: float, *, opted_out: bool = True) -> None:
         """Note that the customer opted out of marketing messages (or back in): the outbound stage
@@ -336,20 +305,5 @@ class ConversationResolver:
                      mask_customer_id(mapping.customer_id), "out" if opted_out else "back in")  # fmt: skip
 
 
-def _tenant_of(record: NormalizedRecord) -> str:
+def _tenant_of(record: ResolvableRecord) -> str:
     return record.mapping.tenant_id if isinstance(record, MappingMove) else record.tenant_id
-
-
-def register_resolve_conversation(app: faust.App, ctx: StageContext) -> faust.Table:
-    """Add the resolve_conversation agent and the ``conversations`` table to ``app``; returns the table."""
-    settings = ctx.settings
-    source = stage_topic(app, settings, WA_NORMALIZED)
-    resolved = stage_topic(app, settings, WA_RESOLVED)
-    table = create_table(app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id")
-    resolver = ConversationResolver(ctx, table, source, resolved, stage_topic(app, settings, AGENT_MESSAGES))
-
-    async def resolve_conversation(stream: faust.StreamT) -> None:
-        await run_in_lanes(stream, ctx.guarded(STAGE, resolver.handle), batch_size=500)
-
-    app.agent(source, name=f"{__name__}.resolve_conversation", concurrency=1)(resolve_conversation)
-    return table

@@ -4,7 +4,7 @@ Consumes the webhook queues in delivery order, splits each webhook into one reco
 status and error, keys each ``tenant_id:customer_id`` and produces it to the first stage topic.
 A RabbitMQ message is acked only after Kafka has acknowledged every record made from it
 (acks=all), so a crash at any point leaves the webhook in RabbitMQ to be delivered again.
-Records may then reach Kafka twice; the normalize stage dedupes them on wamid (and on
+Records may then reach Kafka twice; the prepare stage dedupes them on wamid (and on
 wamid + status for statuses), so nothing reaches an agent twice.
 
 Order: the queues are quorum queues with a single active consumer, and this connector produces

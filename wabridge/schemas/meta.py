@@ -1,7 +1,7 @@
 """Meta WhatsApp Cloud API webhooks: envelope check, splitting into per-event records, normalizing.
 
 Pure functions, no I/O. The edge calls ``phone_number_ids`` (tenant lookup) and
-``archive_message_id``; the bridge calls ``split_webhook``; the normalize stage calls ``normalize``.
+``archive_message_id``; the bridge calls ``split_webhook``; the prepare stage calls ``normalize``.
 
 Meta batches up to 1000 updates, for many customers, in one POST: every entry, change, message,
 status and error is walked, never only ``[0]``. Meta adds fields over time, so its models allow

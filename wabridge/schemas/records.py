@@ -4,12 +4,13 @@ Plain pydantic models, serialized with orjson, carrying their schema version ``v
 metadata, so the bridge connector (not a Faust app) and the Faust agents share them. A record whose
 ``v`` this code does not know fails to load instead of being half-read.
 
-Pipeline: the bridge splits a webhook into ``WebhookEvent`` records (``wa-inbound``); normalize turns
-each into an ``InboundMessage``, a ``StatusUpdate`` or a ``BusinessError`` (``wa-normalized``);
-resolve_conversation adds a ``ConversationRef`` (``ResolvedMessage``, ``wa-resolved``); media adds
-``Attachment`` or ``MediaUnavailable`` (``ReadyMessage``, ``wa-ready``); deliver calls
-``transforms.to_open_messages``. The other way, resolve_conversation puts a ``ReceiptDue`` for each
-delivered or failed part of an agent's message on ``agent-messages``, next to the agent's events.
+Pipeline: the bridge splits a webhook into ``WebhookEvent`` records (``wa-inbound``). The prepare
+stage's steps then, in one agent: normalize turns each into an ``InboundMessage``, a
+``StatusUpdate``, a ``PreferenceUpdate`` or a ``BusinessError``; resolve_conversation adds a
+``ConversationRef`` (``ResolvedMessage``); media adds ``Attachment`` or ``MediaUnavailable``
+(``ReadyMessage``, ``wa-ready``). Deliver calls ``transforms.to_open_messages``. The other way,
+resolve_conversation puts a ``ReceiptDue`` for each delivered or failed part of an agent's message
+on ``agent-messages``, next to the agent's events.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class MetaError(BaseModel):
 
 
 class InboundMessage(Record):
-    """A customer's WhatsApp message, normalized; ``wa-normalized`` onwards. Dedupe on ``wamid``."""
+    """A customer's WhatsApp message, normalized. Dedupe on ``wamid``."""
 
     v: Literal[1] = SCHEMA_VERSION
     wamid: str  # message id: the dedupe key and Genesys channel.messageId
@@ -288,7 +289,7 @@ class ConversationRef(BaseModel):
 
 
 class ResolvedMessage(Record):
-    """``wa-resolved``: an inbound message with its conversation."""
+    """An inbound message with its conversation (between the prepare stage's steps)."""
 
     v: Literal[1] = SCHEMA_VERSION
     message: InboundMessage

@@ -16,10 +16,8 @@ from redis.exceptions import RedisError
 from wabridge.agents.context import StageContext
 from wabridge.agents.deliver import register_deliver
 from wabridge.agents.genesys_events import register_genesys_events
-from wabridge.agents.media import register_media
-from wabridge.agents.normalize import register_normalize
 from wabridge.agents.outbound import register_outbound
-from wabridge.agents.resolve_conversation import register_resolve_conversation
+from wabridge.agents.prepare import register_prepare
 from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
 from wabridge.streams import presence
@@ -37,9 +35,8 @@ def build_worker(settings: Settings) -> faust.App:
     """The workers' Faust app: every inbound stage, Genesys's events, the State and auth APIs."""
     app = create_app(settings)
     ctx = StageContext(app, settings)
-    register_normalize(app, ctx)
-    conversations = register_resolve_conversation(app, ctx)
-    media = register_media(app, ctx)
+    prepare = register_prepare(app, ctx)
+    conversations = prepare.conversations
     auth = GenesysAuth(ctx.redis, settings)
     genesys = GenesysClient(auth)
     register_deliver(app, ctx, genesys, conversations)
@@ -71,7 +68,7 @@ def build_worker(settings: Settings) -> faust.App:
             await presence.withdraw(ctx.redis, settings, app.conf.id, worker_url(settings))
         except RedisError as exc:
             log.warning("could not withdraw this worker from Redis (its entry expires by itself): %s", exc)
-        await media.close()
+        await prepare.close()
         await outbound.close()
         await genesys.close()
         await auth.close()

@@ -143,7 +143,7 @@ class ConversationMapping(BaseModel):
 
 
 class MappingMove(Record):
-    """``wa-normalized``: move a conversation to the customer's new id (number or user-id change).
+    """``wa-inbound``: move a conversation to the customer's new id (number or user-id change).
 
     Keyed by the NEW key: the new key may live on another partition (another worker), and only
     the lane of the new key may write the new key's table entry.

@@ -57,7 +57,7 @@ BUTTON_RESPONSE_TYPE_BY_REPLY: dict[str, ButtonResponseType] = {
 class MissingAttachmentError(ValueError):
     """A media message came without its attachment and without a ``MediaUnavailable`` note.
 
-    A bug upstream (the media stage must supply one or the other): failing loudly beats an agent
+    A bug upstream (the media step must supply one or the other): failing loudly beats an agent
     seeing a message that silently lacks its picture.
     """
 
