@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,7 +22,7 @@ from tests.integration.edge_fixtures import (
     serve_edge,
     webhook_body,
 )
-from wabridge.connectors import s3
+from wabridge.connectors import archive, s3
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
 from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
@@ -37,11 +38,18 @@ async def post_meta(edge: RunningEdge, body: bytes, secret: str | None = APP_SEC
 
 
 async def archived(settings: Settings, prefix: str = "") -> dict[str, bytes]:
+    """Every archived webhook under ``prefix`` by its address: batch objects read through their
+    index (``connectors.archive``), anything else (quarantine) as the object it is."""
     async with s3.client(settings) as client:
         objects = {}
         async for obj in client.list_objects(settings.s3_bucket_webhooks, prefix=prefix, recursive=True):
             response = await client.get_object(settings.s3_bucket_webhooks, obj.object_name)
-            objects[obj.object_name] = await response.read()
+            data = await response.read()
+            response.release()
+            if obj.object_name.endswith(archive.SUFFIX):
+                objects.update((w.key, w.document) for w in archive.read_batch(obj.object_name, data))
+            else:
+                objects[obj.object_name] = data
         return objects
 
 
@@ -77,6 +85,40 @@ async def test_accepted_webhook_is_queued_and_archived_with_the_seed_key_and_met
     assert metadata["stored_at"].startswith(today)
     # The raw body is recoverable byte for byte: everything before the appended metadata member.
     assert document.startswith(body[:-1] + b',"metadata":')
+
+
+async def test_a_burst_is_archived_in_few_objects_and_every_webhook_is_found_byte_for_byte(edge: RunningEdge) -> None:
+    specs = [
+        InboundSpec(kind="text", wa_id=f"1650555{i:04d}", text=f"burst {i}\n{{}}", wamid=f"wamid.BURST{i}")
+        for i in range(60)
+    ]
+    bodies = {spec.wamid: webhook_body(spec) for spec in specs}
+    # Pretty-printed, as some senders do: the documents hold newlines; the index still finds them.
+    bodies[specs[0].wamid] = orjson.dumps(orjson.loads(bodies[specs[0].wamid]), option=orjson.OPT_INDENT_2)
+    statuses = await asyncio.gather(*(post_meta(edge, body) for body in bodies.values()))
+    assert statuses == [200] * len(bodies)
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    async with s3.client(edge.settings) as client:
+        objects = [
+            o async for o in client.list_objects(edge.settings.s3_bucket_webhooks, prefix="acme/", recursive=True)
+        ]
+        found = [w async for w in archive.find(client, edge.settings.s3_bucket_webhooks, "acme", today)]
+        one = [
+            w
+            async for w in archive.find(
+                client, edge.settings.s3_bucket_webhooks, "acme", today, message_id=specs[7].wamid
+            )
+        ]
+    assert len(objects) < len(bodies) / 2, f"{len(objects)} objects for {len(bodies)} webhooks: not batched"
+    assert sorted(w.ids[0] for w in found) == sorted(bodies)
+    for webhook in found:
+        body = bodies[webhook.ids[0]]
+        assert webhook.key.startswith(f"acme/{today}/") and webhook.key.endswith(f"-{webhook.ids[0]}.json")
+        assert webhook.document.startswith(body.rstrip()[:-1] + b',"metadata":'), "the raw body, byte for byte"
+        assert orjson.loads(webhook.document)["metadata"]["tenant_id"] == "acme"
+    [reply] = one
+    assert reply.ids == (specs[7].wamid,) and reply.batch.startswith(f"acme/{today}/")
 
 
 @pytest.mark.parametrize("json_style", ["utf8", "meta_escaped"])
@@ -191,6 +233,21 @@ async def test_rabbitmq_unreachable_answers_503_and_leaves_nothing_half_done(edg
     async for healthy_edge in serve_edge(edge_settings):
         assert await healthy_edge.queued(INBOUND_WHATSAPP_MESSAGES) == []
     assert await archived(edge_settings, "acme/") == {}, "a refused webhook must not look accepted in the archive"
+
+
+async def test_s3_unreachable_still_queues_and_counts_what_was_not_archived(edge_settings: Settings) -> None:
+    """The queue is the durable copy: an archive S3 will not take is counted and logged, not a refusal."""
+    from tests.integration.edge_fixtures import free_port
+
+    await save_tenants(edge_settings, make_tenant())
+    no_s3 = edge_settings.model_copy(update={"s3_endpoint": f"http://127.0.0.1:{free_port()}"})
+    async for edge in serve_edge(no_s3):
+        assert await post_meta(edge, webhook_body(InboundSpec(kind="text", wamid="wamid.NOS3"))) == 200
+        [queued] = await edge.queued(INBOUND_WHATSAPP_MESSAGES)
+        assert b"wamid.NOS3" in queued.body
+        async with edge.session.get(edge.url + "/metrics") as response:
+            metrics = await response.text()
+        assert 'wabridge_webhook_archive_failures_total{tenant="acme"} 1.0' in metrics
 
 
 def genesys_signature(body: bytes, secret: str = GENESYS_WEBHOOK_SECRET, *, hex_digest: bool = False) -> str:

@@ -2,8 +2,9 @@
 
 Meta is told 200 only once the webhook is durable in RabbitMQ (publisher confirm). The order of
 checks on ``POST /webhook/meta`` is the seed's: size cap, signature (over the raw bytes, with the
-app secret of the tenant that owns the phone number), tenant active, rate limit, raw archive to
-S3 (best effort: durability comes from the queue) and publish, concurrently, 200.
+app secret of the tenant that owns the phone number), tenant active, rate limit, publish and raw
+archive to S3 (in batches, ``connectors.archive``; best effort: durability comes from the queue),
+200.
 
 Statuses Meta can get: 200 (queued, or quarantined), 401 (missing or wrong signature),
 403 (tenant disabled), 404 (no tenant owns the phone_number_id: Meta keeps retrying for 7 days,
@@ -38,6 +39,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from wabridge.connectors import postgres, s3
+from wabridge.connectors.archive import RawArchive
 from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TransientError
@@ -59,7 +61,6 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-ARCHIVE_FAILURES = Counter("wabridge_webhook_archive_failures_total", "Raw webhooks not archived to S3", ["tenant"])
 QUEUE_FAILURES = Counter("wabridge_webhook_queue_failures_total", "Webhooks refused because RabbitMQ did not confirm")
 IN_FLIGHT = Gauge("wabridge_webhook_in_flight", "Webhooks being worked on (admitted, not yet answered)")
 QUEUE_UNAVAILABLE = Gauge("wabridge_webhook_queue_unavailable", "1 while the last publish to RabbitMQ failed (alert)")
@@ -72,7 +73,6 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Seconds Meta (or Genesys) is asked to wait before retrying a webhook the edge could not take now.
 RETRY_AFTER_S = 1
 GENESYS_DEDUPE_TTL_S = 24 * 3600
-ARCHIVE_ATTEMPTS = 3
 QUARANTINE_PREFIX = "quarantine"
 
 
@@ -126,6 +126,7 @@ class EdgeDeps:
     s3: Minio
     publisher: DurablePublisher
     pool: Any
+    archive: RawArchive
 
 
 class WebhookEdge:
@@ -205,28 +206,31 @@ class WebhookEdge:
             "source_ip": request.remote,
             "user_agent": request.headers.get("User-Agent"),
         }
-        bucket = self._settings.s3_bucket_webhooks
         headers = {
             "source": "meta",
             "tenants": orjson.dumps({n: t.id for n, t in owners.items()}).decode(),
             "received_at": epoch_header(received.timestamp()),
             "archive_key": key,
         }
-        # Archive and publish at the same time: the answer waits for the slower of the two, not
-        # their sum (measured: S3 puts dominate the edge's ack latency under load).
-        archiving = asyncio.ensure_future(self._archive(bucket, key, with_metadata(body, metadata), primary.id, ids))
+        # Archive and publish at the same time: the webhook joins its tenant's next archive batch,
+        # which is written once the publishes of its webhooks are settled (connectors.archive).
+        ticket = self._d.archive.add(primary.id, key, received, ids, with_metadata(body, metadata))
+        queued = False
         try:
             await self._d.publisher.publish(self._settings.queue(INBOUND_WHATSAPP_MESSAGES), body, headers)
+            queued = True
         except TransientError as exc:
             QUEUE_FAILURES.inc()
             QUEUE_UNAVAILABLE.set(1)
             log.error("meta webhook for tenant %s (%s) not queued, answered 503: %s", primary.id, ids[:3], exc)
-            if await archiving:
-                await self._withdraw_archive(bucket, key)
             return _answer("meta", 503, "queue_unavailable", "not durably queued; retry later")
         finally:
-            if not archiving.done():
-                await asyncio.wait([archiving])
+            # Only a confirmed publish is archived: a refused one (or a cancelled request) is left out.
+            if queued:
+                ticket.confirm()
+            else:
+                ticket.withdraw()
+        await ticket.wait_stored()
         QUEUE_UNAVAILABLE.set(0)
         REQUESTS.labels("meta", "queued").inc()
         return web.Response(text="EVENT_RECEIVED")
@@ -245,26 +249,6 @@ class WebhookEdge:
             return False
         return int(count) > limit
 
-    async def _archive(self, bucket: str, key: str, document: bytes, tenant_id: str, ids: list[str]) -> bool:
-        for attempt in range(1, ARCHIVE_ATTEMPTS + 1):
-            try:
-                await s3.put_bytes(self._d.s3, bucket, key, document)
-                return True
-            except Exception as exc:  # noqa: BLE001 - any S3 failure is retried, then counted and logged
-                log.warning("archive %s/%s attempt %d failed: %r", bucket, key, attempt, exc)
-                await asyncio.sleep(0.02 * attempt)
-        ARCHIVE_FAILURES.labels(tenant_id).inc()
-        log.error("raw webhook for tenant %s (%s) not archived after %d attempts", tenant_id, ids[:3], ARCHIVE_ATTEMPTS)
-        return False
-
-    async def _withdraw_archive(self, bucket: str, key: str) -> None:
-        """A refused webhook must not look accepted. The bucket is versioned: the delete only adds a
-        delete marker, so the body stays recoverable, and Meta's retry will archive it again."""
-        try:
-            await self._d.s3.remove_object(bucket, key)
-        except Exception as exc:  # noqa: BLE001 - best effort; logged with the key for an operator
-            log.warning("could not withdraw archive %s/%s of a refused webhook: %r", bucket, key, exc)
-
     async def _quarantine(self, request: web.Request, body: bytes, signature: str, problem: str) -> web.Response:
         """A body that is not a WhatsApp payload: kept (if some tenant signed it), never retried by Meta."""
         for tenant in await self._d.tenants.all_tenants():
@@ -275,7 +259,7 @@ class WebhookEdge:
             return _answer("meta", 401, "bad_signature", "signature does not verify")
         received = datetime.now(UTC)
         key = f"{QUARANTINE_PREFIX}/" + archive_key(tenant.id, received, hashlib.sha256(body).hexdigest()[:32])
-        if not await self._archive(self._settings.s3_bucket_webhooks, key, body, tenant.id, []):
+        if not await self._d.archive.put_object(tenant.id, key, body, [], content_type="application/json"):
             # Nowhere to keep it: let Meta retry rather than lose it.
             return _answer("meta", 503, "quarantine_unavailable", "could not store the payload; retry later")
         QUARANTINED.inc()
@@ -394,13 +378,15 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
     pool = await postgres.connect(settings, min_size=1, max_size=5)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     box = SecretBox.from_settings(settings)
+    storage = s3.client(settings)
     deps = EdgeDeps(
         settings=settings,
         tenants=TenantDirectory(TenantStore(pool, box), redis, box, settings),
         redis=redis,
-        s3=s3.client(settings),
+        s3=storage,
         publisher=DurablePublisher(settings),
         pool=pool,
+        archive=RawArchive(storage, settings.s3_bucket_webhooks),
     )
     edge = WebhookEdge(deps)
     admission = Admission(settings.webhook_max_in_flight, settings.webhook_admission_wait_s)
@@ -421,6 +407,7 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
     )
 
     async def close(_: web.Application) -> None:
+        await deps.archive.close()
         await deps.publisher.close()
         await deps.s3.close_session()
         await redis.aclose()
