@@ -25,6 +25,7 @@ run: install
 lint: install
 	$(BIN)/ruff check wabridge tests
 	$(BIN)/ruff format --check wabridge tests
+	$(BIN)/mypy
 
 # The whole test suite against the real services.
 test: up lint

@@ -212,7 +212,7 @@ class MediaFetcher:
             if isinstance(owned, MetaGraphClient):
                 await owned.close()
             else:
-                await owned.close_session()
+                await s3.close(owned)
 
     async def prepare(self, resolved: ResolvedMessage) -> ReadyMessage:
         """The message with its attachment or a note why there is none.

@@ -37,7 +37,7 @@ from wabridge.streams.topics import STAGE_TOPICS, WORKER_GROUP
 log = logging.getLogger(__name__)
 
 
-class _FaustCompatibleAssignor(RoundRobinPartitionAssignor):
+class _FaustCompatibleAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc]  # aiokafka ships no types
     """Joins the workers' group under Faust's protocol name ("faust", version 4).
 
     A broker refuses a join whose protocol no member shares (InconsistentGroupProtocol), and Tansu

@@ -17,7 +17,6 @@ import asyncpg
 import faust
 import orjson
 import redis.asyncio as aioredis
-from faust.types import EventT
 from prometheus_client import Counter
 
 from wabridge.agents import holds
@@ -33,6 +32,7 @@ from wabridge.settings import Settings
 from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import Handler
 from wabridge.streams.topics import ERROR_EVENTS
+from wabridge.streams.types import StageEvent
 from wabridge.tables.conversations import MappingCache
 from wabridge.tables.mirror import ActivityCoalescer, GroupCommitSink, WriteKind
 from wabridge.tables.tracking import TRACK, Tracked
@@ -224,7 +224,7 @@ class StageContext:
         ``failed``, and the key's next event goes on. Only cancellation passes through.
         """
 
-        async def guarded_handler(event: EventT) -> None:
+        async def guarded_handler(event: StageEvent) -> None:
             delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
             while True:
                 try:
@@ -251,7 +251,7 @@ class StageContext:
 
         return guarded_handler
 
-    async def fail_record(self, stage: str, event: EventT, error: PermanentError) -> None:
+    async def fail_record(self, stage: str, event: StageEvent, error: PermanentError) -> None:
         """The permanent outcome of a record: ``error-events``, and ``failed`` if it is a customer's message."""
         raw = event.value if isinstance(event.value, bytes) else b""
         who = identify_record(raw)
@@ -276,7 +276,7 @@ class StageContext:
     async def route_error(
         self,
         stage: str,
-        event: EventT,
+        event: StageEvent,
         error: PermanentError,
         *,
         tenant_id: str | None = None,

@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 import faust
 import orjson
-from faust.types import EventT
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
@@ -49,6 +48,7 @@ from wabridge.schemas.status import MessageStatus
 from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import WA_READY
+from wabridge.streams.types import StageEvent, StageStream, StageTable
 from wabridge.tables.conversations import ConversationMapping
 from wabridge.tables.delivery import (
     BEGIN_DELIVERY,
@@ -93,14 +93,14 @@ END_TO_END = Histogram(
 class Deliverer:
     """The deliver lanes' handler; one per worker."""
 
-    def __init__(self, ctx: StageContext, client: GenesysClient, conversations: faust.Table) -> None:
+    def __init__(self, ctx: StageContext, client: GenesysClient, conversations: StageTable) -> None:
         self.ctx = ctx
         self.client = client
         self.conversations = conversations
         self._presigner = s3.client(ctx.settings, public=True)
         self._url_expiry = timedelta(seconds=ctx.settings.media_url_expiry_s)
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: StageEvent) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
         try:
             ready = ReadyMessage.from_bytes(raw)
@@ -155,8 +155,8 @@ class Deliverer:
         earlier attempt failed for good. Each attempt signs the attachment links anew."""
         message = ready.message
         post_id = str(body["channel"].get("messageId") or message.wamid)
-        attempt = DeliveryAttempt(tenant_id=tenant.id, wamid=post_id, customer_id=message.customer_id)
-        prior = await self.write(BEGIN_DELIVERY, attempt)
+        begun = DeliveryAttempt(tenant_id=tenant.id, wamid=post_id, customer_id=message.customer_id)
+        prior = await self.write(BEGIN_DELIVERY, begun)
         if prior.genesys_message_id is not None:
             DELIVERED.labels(tenant.id, "already_delivered").inc()
             log.debug("deliver: %s of tenant %s is at Genesys already; not sent again", post_id, tenant.id)
@@ -226,12 +226,12 @@ class Deliverer:
         return await self.ctx.write(STAGE, kind, item)
 
 
-def register_deliver(app: faust.App, ctx: StageContext, client: GenesysClient, conversations: faust.Table) -> None:
+def register_deliver(app: faust.App, ctx: StageContext, client: GenesysClient, conversations: StageTable) -> None:
     """Add the deliver agent (``wa-ready`` → Genesys) to ``app``."""
     source = stage_topic(app, ctx.settings, WA_READY)
     deliverer = Deliverer(ctx, client, conversations)
 
-    async def deliver_to_genesys(stream: faust.StreamT) -> None:
+    async def deliver_to_genesys(stream: StageStream) -> None:
         await run_in_lanes(
             stream,
             ctx.guarded(STAGE, deliverer.handle),

@@ -19,7 +19,6 @@ import logging
 
 import faust
 import orjson
-from faust.types import EventT
 from prometheus_client import Counter
 
 from wabridge.agents.context import StageContext, send_and_wait
@@ -28,6 +27,7 @@ from wabridge.schemas.genesys import OutboundEvent, OutboundKind, parse_outbound
 from wabridge.streams.app import create_table, stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES, GENESYS_OUTBOUND
+from wabridge.streams.types import StageEvent, StageStream, StageTable
 from wabridge.tables.delivery import APPLY_RECEIPT, ReceiptUpdate
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def dedupe_id(event: OutboundEvent) -> str:
     return f"{event.id}:{event.receipt_status}" if event.kind is OutboundKind.RECEIPT else event.id
 
 
-def register_genesys_events(app: faust.App, ctx: StageContext) -> faust.Table:
+def register_genesys_events(app: faust.App, ctx: StageContext) -> StageTable:
     """Add the genesys_events agent and its dedupe table to ``app``; returns the table."""
     settings = ctx.settings
     source = stage_topic(app, settings, GENESYS_OUTBOUND)
@@ -91,7 +91,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> faust.Table:
                 event.channel_message_id,
             )
 
-    async def handle(event: EventT) -> None:
+    async def handle(event: StageEvent) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
         try:
             outbound = decode_event(raw)
@@ -111,7 +111,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> faust.Table:
             EVENTS.labels(outbound.kind.value.lower(), "recorded").inc()
         seen[key] = [*already[-(SEEN_PER_CUSTOMER - 1) :], record_id]
 
-    async def genesys_events(stream: faust.StreamT) -> None:
+    async def genesys_events(stream: StageStream) -> None:
         await run_in_lanes(stream, ctx.guarded(STAGE, handle), batch_size=500)
 
     app.agent(source, name=f"{__name__}.genesys_events", concurrency=1)(genesys_events)

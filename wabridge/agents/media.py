@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from faust.types import EventT
-
 from wabridge.agents import holds
 from wabridge.agents.context import StageContext
 from wabridge.errors import PermanentError
 from wabridge.media import MediaFetcher
 from wabridge.schemas.records import MEDIA_TYPE_BY_WHATSAPP_TYPE, ReadyMessage, ResolvedMessage
+from wabridge.streams.types import StageEvent
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class MediaStep:
         if self._fetcher is not None:
             await self._fetcher.close()
 
-    async def prepare(self, resolved: ResolvedMessage, event: EventT) -> ReadyMessage | None:
+    async def prepare(self, resolved: ResolvedMessage, event: StageEvent) -> ReadyMessage | None:
         """``resolved`` with its media stored and presigned; ``None`` when it went to ``error-events``.
         A message without media goes straight on, touching nothing."""
         message = resolved.message

@@ -45,7 +45,6 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -62,6 +61,7 @@ from wabridge.schemas.records import ReceiptDue
 from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES
+from wabridge.streams.types import StageEvent, StageStream, StageTable
 from wabridge.tables.conversations import ConversationMapping
 from wabridge.tables.outbound import BEGIN_SEND, FINISH_SEND, SendAttempt, SendDone
 from wabridge.tenants import Tenant
@@ -128,7 +128,7 @@ class NumberPacer:
 class Sender:
     """The outbound lanes' handler; one per worker."""
 
-    def __init__(self, ctx: StageContext, genesys: GenesysClient, conversations: faust.Table) -> None:
+    def __init__(self, ctx: StageContext, genesys: GenesysClient, conversations: StageTable) -> None:
         self.ctx = ctx
         self.genesys = genesys
         self.conversations = conversations
@@ -146,9 +146,9 @@ class Sender:
     async def close(self) -> None:
         await self.graph.close()
         for client in (self._storage, self._presigner):
-            await client.close_session()
+            await s3.close(client)
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: StageEvent) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
         try:
             value = orjson.loads(raw)
@@ -177,7 +177,7 @@ class Sender:
             return
         await self.send(event, outbound, parts)
 
-    async def send(self, event: EventT, outbound: OutboundEvent, parts: list[Part]) -> None:
+    async def send(self, event: StageEvent, outbound: OutboundEvent, parts: list[Part]) -> None:
         """Send ``parts`` in order, each once, if the customer's window (or a template) allows."""
         tenant = await self.ctx.tenant(outbound.tenant_id)
         held = self.conversations.get(outbound.key)
@@ -325,12 +325,12 @@ class Sender:
         SENDS.labels(tenant.id, "accepted").inc()
 
 
-def register_outbound(app: faust.App, ctx: StageContext, genesys: GenesysClient, conversations: faust.Table) -> Sender:
+def register_outbound(app: faust.App, ctx: StageContext, genesys: GenesysClient, conversations: StageTable) -> Sender:
     """Add the outbound agent (``agent-messages`` → WhatsApp, receipts → Genesys) to ``app``."""
     source = stage_topic(app, ctx.settings, AGENT_MESSAGES)
     sender = Sender(ctx, genesys, conversations)
 
-    async def send_to_whatsapp(stream: faust.StreamT) -> None:
+    async def send_to_whatsapp(stream: StageStream) -> None:
         await run_in_lanes(stream, ctx.guarded(STAGE, sender.handle), batch_size=500)
 
     app.agent(source, name=f"{__name__}.send_to_whatsapp", concurrency=1)(send_to_whatsapp)

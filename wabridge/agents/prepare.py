@@ -20,7 +20,6 @@ import logging
 
 import faust
 import orjson
-from faust.types import EventT
 from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext, send_and_wait
@@ -40,6 +39,7 @@ from wabridge.schemas.records import (
 from wabridge.streams.app import create_table, stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES, WA_INBOUND, WA_READY
+from wabridge.streams.types import StageEvent, StageStream
 from wabridge.tables.conversations import MappingMove
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Preparer:
     async def close(self) -> None:
         await self.media.close()
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: StageEvent) -> None:
         raw = event.value if isinstance(event.value, bytes) else b""
         try:
             record = decode_inbound(raw)
@@ -117,7 +117,7 @@ class Preparer:
         await self.resolve_and_send(normalized, event)
         self.seen.remember(key, record_id)
 
-    async def resolve_and_send(self, record: ResolvableRecord | ResolvedMessage, event: EventT) -> None:
+    async def resolve_and_send(self, record: ResolvableRecord | ResolvedMessage, event: StageEvent) -> None:
         resolved = record if isinstance(record, ResolvedMessage) else await self.resolver.resolve(record, event)
         if resolved is None:
             return
@@ -131,7 +131,7 @@ def register_prepare(app: faust.App, ctx: StageContext) -> Preparer:
     """Add the prepare agent (``wa-inbound`` → ``wa-ready``) and its tables to ``app``."""
     preparer = Preparer(app, ctx)
 
-    async def prepare(stream: faust.StreamT) -> None:
+    async def prepare(stream: StageStream) -> None:
         # Media downloads take a while: many customers' events in flight at once, each customer in order.
         await run_in_lanes(stream, ctx.guarded(STAGE, preparer.handle), max_concurrency=256, batch_size=500)
 

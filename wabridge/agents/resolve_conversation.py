@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 import faust
 import orjson
-from faust.types import EventT
 from prometheus_client import Counter
 
 from wabridge.agents.context import StageContext, send_and_wait
@@ -47,6 +46,7 @@ from wabridge.schemas.records import (
     StatusUpdate,
 )
 from wabridge.schemas.status import MessageStatus
+from wabridge.streams.types import StageEvent, StageTable
 from wabridge.tables.conversations import (
     CREATE_MAPPING,
     MOVE_MAPPING,
@@ -83,7 +83,7 @@ class ConversationResolver:
     """Step resolve_conversation of the prepare stage; one per worker."""
 
     def __init__(
-        self, ctx: StageContext, table: faust.Table, inbound: faust.TopicT, agent_messages: faust.TopicT
+        self, ctx: StageContext, table: StageTable, inbound: faust.TopicT, agent_messages: faust.TopicT
     ) -> None:
         self.ctx = ctx
         self.table = table
@@ -93,7 +93,7 @@ class ConversationResolver:
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
         return await self.ctx.write(STEP, kind, item)
 
-    async def resolve(self, record: ResolvableRecord, event: EventT) -> ResolvedMessage | None:
+    async def resolve(self, record: ResolvableRecord, event: StageEvent) -> ResolvedMessage | None:
         """The customer's message with its conversation, for the next step; ``None`` when ``record``
         has no message to deliver (a status, a move, …: its effect is done) or went to ``error-events``."""
         try:

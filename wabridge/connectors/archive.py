@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from miniopy_async import Minio
+from miniopy_async.api import Minio
 from prometheus_client import Counter, Histogram
 
 from wabridge.connectors import s3
@@ -137,7 +137,8 @@ class RawArchive:
         # One put in flight per tenant: the webhooks that arrive during it make the next batch.
         while queue.waiting:
             await asyncio.sleep(GATHER_S)
-            batch, size = [], 0
+            batch: list[ArchiveTicket] = []
+            size = 0
             while queue.waiting and len(batch) < MAX_ENTRIES and (not batch or size < MAX_BYTES):
                 ticket = queue.waiting.pop(0)
                 batch.append(ticket)

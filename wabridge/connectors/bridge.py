@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import orjson
@@ -314,7 +315,7 @@ class Bridge:
             timeout=10,
             client_properties={"connection_name": f"wabridge-bridge {self._settings.queue(source.queue)}"},
         )
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[Any]] = []
         try:
             if not self._topology_declared:
                 setup = await connection.channel()

@@ -89,7 +89,7 @@ async def connect(settings: Settings, **pool_kwargs: object) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         settings.postgres_dsn.get_secret_value(),
         server_settings={"search_path": settings.postgres_schema, "plan_cache_mode": "force_custom_plan"},
-        **pool_kwargs,  # type: ignore[arg-type]
+        **pool_kwargs,
     )
     return pool
 

@@ -39,7 +39,7 @@ def dead_letter_exchange(settings: Settings) -> str:
     return settings.queue(DEAD_LETTER_EXCHANGE)
 
 
-def queue_arguments(settings: Settings, queue_name: str) -> dict[str, object]:
+def queue_arguments(settings: Settings, queue_name: str) -> dict[str, Any]:
     """Arguments every declaration of ``queue_name`` must use (RabbitMQ refuses a mismatch)."""
     return {
         "x-queue-type": "quorum",

@@ -6,7 +6,7 @@ import io
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from miniopy_async import Minio
+from miniopy_async.api import Minio
 from miniopy_async.commonconfig import ENABLED, Filter
 from miniopy_async.lifecycleconfig import Expiration, LifecycleConfig, Rule, Transition
 from miniopy_async.versioningconfig import VersioningConfig
@@ -79,3 +79,8 @@ async def ensure_buckets(settings: Settings) -> list[str]:
 
 async def put_bytes(client: Minio, bucket: str, key: str, data: bytes, content_type: str = "application/json") -> None:
     await client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+
+async def close(client: Minio) -> None:
+    """Close ``client``'s HTTP session (miniopy-async leaves the method untyped)."""
+    await client.close_session()  # type: ignore[no-untyped-call]

@@ -96,10 +96,11 @@ class TenantDirectory:
 
     async def _from_redis(self, phone_number_id: str) -> Tenant | None:
         try:
-            tenant_id = await self._redis.get(self._phone_key(phone_number_id))
-            if tenant_id is None:
+            found = await self._redis.get(self._phone_key(phone_number_id))
+            if found is None:
                 return None
-            document = await self._redis.get(self._config_key(tenant_id.decode()))
+            tenant_id = found.decode() if isinstance(found, bytes) else str(found)
+            document = await self._redis.get(self._config_key(tenant_id))
         except RedisError as exc:
             log.warning("redis unavailable for tenant lookup, using PostgreSQL: %s", exc)
             return None
@@ -112,7 +113,7 @@ class TenantDirectory:
         except (ConfigurationError, orjson.JSONDecodeError, ValidationError, KeyError, TypeError) as exc:
             # Written with another secrets key (or by another version): PostgreSQL is the truth, and
             # the entry is written again from it. Never a reason to refuse the tenant's webhooks.
-            log.warning("cached config of tenant %s unreadable, reading PostgreSQL: %s", tenant_id.decode(), exc)
+            log.warning("cached config of tenant %s unreadable, reading PostgreSQL: %s", tenant_id, exc)
             return None
 
     async def _to_redis(self, phone_number_id: str, tenant: Tenant) -> None:

@@ -34,7 +34,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from miniopy_async import Minio
+from miniopy_async.api import Minio
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
@@ -409,7 +409,7 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
     async def close(_: web.Application) -> None:
         await deps.archive.close()
         await deps.publisher.close()
-        await deps.s3.close_session()
+        await s3.close(deps.s3)
         await redis.aclose()
         await pool.close()
 

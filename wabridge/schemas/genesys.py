@@ -334,6 +334,10 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
@@ -374,8 +378,8 @@ def _template(raw: Any) -> Template | None:
     name = _text(raw.get("id")) or _text(raw.get("name"))
     if name is None:
         return None
-    header = raw.get("header") if isinstance(raw.get("header"), dict) else {}
-    body = raw.get("body") if isinstance(raw.get("body"), dict) else {}
+    header = _dict(raw.get("header"))
+    body = _dict(raw.get("body"))
     return Template(
         name=name,
         language=(_text(raw.get("language")) or "en").replace("-", "_"),

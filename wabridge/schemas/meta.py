@@ -250,13 +250,13 @@ def split_webhook(
                 common_preference = {"field": change.field, "entry_index": entry_index, "change_index": change_index}
                 for index, item in enumerate(value.user_preferences):
                     customer = _text(item.get("wa_id")) if isinstance(item, dict) else None
-                    common = {
+                    shared = {
                         "tenant_id": tenant_id, "phone_number_id": value.metadata.phone_number_id,
                         "display_phone_number": value.metadata.display_phone_number, "waba_id": entry.id,
                         "webhook_id": webhook_id, "received_at": received_at, **common_preference,
                     }  # fmt: skip
                     customer_id = customer or UNIDENTIFIED_CUSTOMER_PREFIX + value.metadata.phone_number_id
-                    events.append(_event(EventKind.PREFERENCE, customer_id, item, index, len(events), common, None))
+                    events.append(_event(EventKind.PREFERENCE, customer_id, item, index, len(events), shared, None))
                 continue
             if change.field != MESSAGES_FIELD or not _has_events(value):
                 continue

@@ -43,6 +43,7 @@ from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.streams.topics import WORKER_GROUP, stage_topic_names
+from wabridge.streams.types import StageTable
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def stage_topic(app: faust.App, settings: Settings, name: str) -> faust.TopicT:
     )
 
 
-class KeyedTable(faust.Table):
+class KeyedTable(StageTable):
     """A Faust table whose keys serialise like the stage topics' keys: raw UTF-8 ``str``.
 
     Faust derives a table's serializers from its types (``str`` keys -> json) and takes no
@@ -171,7 +172,7 @@ class KeyedTable(faust.Table):
         self.key_serializer = KEY_SERIALIZER
 
 
-def create_table(app: faust.App, name: str, *, default: Any = None, help: str | None = None) -> faust.Table:
+def create_table(app: faust.App, name: str, *, default: Any = None, help: str | None = None) -> StageTable:
     """A changelog-backed table keyed like the stage topics and co-partitioned with them.
 
     Values are json (dicts of conversation or message state).
@@ -179,7 +180,7 @@ def create_table(app: faust.App, name: str, *, default: Any = None, help: str | 
     table = app.Table(name, default=default, partitions=app.conf.topic_partitions, help=help)
     if table.changelog_topic.prepare_key("t:c", None)[0] != b"t:c":
         raise ConfigurationError(f"table {name!r} is not a KeyedTable: create the app with create_app")
-    return cast(faust.Table, table)
+    return cast(StageTable, table)
 
 
 def changelog_topic_names(app: faust.App) -> list[str]:

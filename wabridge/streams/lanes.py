@@ -47,14 +47,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from faust.streams import Stream, _current_event
-from faust.types import TP, EventT, StreamT
+from faust.streams import _current_event
+from faust.types import TP
 
 from wabridge.errors import WabridgeError
+from wabridge.streams.types import FaustStream, StageEvent, StageStream
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[EventT], Awaitable[None]]
+Handler = Callable[[StageEvent], Awaitable[None]]
 
 
 class LaneHandlerError(WabridgeError):
@@ -68,7 +69,7 @@ class LaneHandlerError(WabridgeError):
         self.key = key
 
 
-def event_key(event: EventT) -> Hashable:
+def event_key(event: StageEvent) -> Hashable:
     """The default lane key: the record key, ``tenant_id:customer_id`` on every stage topic."""
     key: Hashable = event.key
     return key
@@ -76,7 +77,7 @@ def event_key(event: EventT) -> Hashable:
 
 @dataclass(slots=True)
 class _Pending:
-    event: EventT
+    event: StageEvent
     done: bool = False
 
 
@@ -89,7 +90,7 @@ class KeyLanes:
         *,
         max_pending: int,
         max_concurrency: int,
-        key_of: Callable[[EventT], Hashable] = event_key,
+        key_of: Callable[[StageEvent], Hashable] = event_key,
     ) -> None:
         if max_pending < 1 or max_concurrency < 1:
             raise ValueError("max_pending and max_concurrency must be at least 1")
@@ -126,7 +127,7 @@ class KeyLanes:
             await self._room.wait()
         self._raise_if_failed()
 
-    def submit(self, event: EventT) -> None:
+    def submit(self, event: StageEvent) -> None:
         """Queue ``event`` on its key's lane, starting the lane if the key was idle."""
         self._raise_if_failed()
         item = _Pending(event)
@@ -230,7 +231,7 @@ class KeyLanes:
 
 
 async def run_in_lanes(
-    stream: StreamT,
+    stream: StageStream,
     handler: Handler,
     *,
     max_pending: int = 10_000,
@@ -238,7 +239,7 @@ async def run_in_lanes(
     batch_size: int | None = None,
     batch_within_s: float = 0.02,
     failure_grace_s: float = 10.0,
-    key_of: Callable[[EventT], Hashable] = event_key,
+    key_of: Callable[[StageEvent], Hashable] = event_key,
 ) -> None:
     """Run ``handler`` on every event of ``stream``: one key at a time in order, keys concurrently.
 
@@ -286,8 +287,8 @@ async def run_in_lanes(
             await watcher
 
 
-async def _feed_events(stream: StreamT, lanes: KeyLanes) -> None:
-    events: AsyncIterator[EventT] = cast(Stream, stream).noack().events().__aiter__()
+async def _feed_events(stream: StageStream, lanes: KeyLanes) -> None:
+    events: AsyncIterator[StageEvent] = cast(FaustStream, stream).noack().events().__aiter__()
     while True:
         await lanes.wait_for_room()
         try:
@@ -297,11 +298,11 @@ async def _feed_events(stream: StreamT, lanes: KeyLanes) -> None:
         lanes.submit(event)
 
 
-async def _feed_batches(stream: StreamT, lanes: KeyLanes, batch_size: int, within_s: float) -> None:
+async def _feed_batches(stream: StageStream, lanes: KeyLanes, batch_size: int, within_s: float) -> None:
     # take_events acks every event of a batch when asked for the next one, whatever the stream's
     # ack mode. One extra reference per event turns that ack into a plain decref; the lane's ack
     # is then the final one, the one that marks the offset as committable.
-    async for batch in cast(Stream, stream).take_events(batch_size, within_s):
+    async for batch in cast(FaustStream, stream).take_events(batch_size, within_s):
         for event in batch:
             event.message.incref()
             lanes.submit(event)

@@ -48,7 +48,11 @@ async def live_workers(settings: Settings, group: str) -> dict[str, str]:
         async for key in redis.scan_iter(match=prefix + "*"):
             value = await redis.get(key)
             if value is not None:
-                found[key.decode()[len(prefix) :]] = value.decode()
+                found[_text(key)[len(prefix) :]] = _text(value)
         return found
     finally:
         await redis.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

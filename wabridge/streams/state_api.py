@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from wabridge.agents.context import StageContext
 from wabridge.errors import PermanentError, TransientError
 from wabridge.schemas.status import MessageStatus
+from wabridge.streams.types import StageTable
 from wabridge.streams.web import BadKey, route_to_key_owner
 from wabridge.tables.conversations import (
     CREATE_MAPPING,
@@ -122,7 +123,7 @@ def _validation_message(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
-def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.Table) -> None:
+def register_state_api(app: faust.App, ctx: StageContext, conversations: StageTable) -> None:
     """Add the State API, table inspection and health views to ``app``'s web server."""
 
     async def guarded(view: View, action: Callable[[], Awaitable[Response]]) -> Response:
@@ -264,7 +265,7 @@ def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.T
 
             return await guarded(self, answer)
 
-    tables: Mapping[str, faust.Table] = app.tables  # type: ignore[assignment]
+    tables: Mapping[str, StageTable] = app.tables  # type: ignore[assignment]
 
     @app.page("/state/tables")
     class TablesView(View):
@@ -281,7 +282,7 @@ def register_state_api(app: faust.App, ctx: StageContext, conversations: faust.T
             return self.json({"worker": str(app.conf.canonical_url), "tables": report})
 
     # One routed reader per table, so the owner of the key in that table answers.
-    def _entry_reader(table: faust.Table) -> Callable[..., Awaitable[Response]]:
+    def _entry_reader(table: StageTable) -> Callable[..., Awaitable[Response]]:
         @route_to_key_owner(table, _path_key)
         async def read(view: View, request: Request, name: str, key: str) -> Response:
             value = table.get(key)

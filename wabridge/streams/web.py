@@ -20,9 +20,10 @@ from functools import wraps
 from typing import Any
 
 import aiohttp
-from faust.types import TableT
 from faust.web import Request, Response, View
 from yarl import URL
+
+from wabridge.streams.types import AnyTable
 
 ROUTED_HEADER = "X-Wabridge-Routed"
 # Hop-by-hop and recomputed headers are not forwarded.
@@ -36,7 +37,7 @@ class BadKey(ValueError):
 
 
 def route_to_key_owner(
-    table: TableT, key_of: Callable[[Request], str | Awaitable[str]]
+    table: AnyTable, key_of: Callable[[Request], str | Awaitable[str]]
 ) -> Callable[[ViewMethod], ViewMethod]:
     """Decorate a ``View`` method so it runs on the worker that owns ``key_of(request)`` in ``table``.
 
@@ -68,7 +69,7 @@ def route_to_key_owner(
     return decorator
 
 
-def owner_url(table: TableT, key: str) -> URL | None:
+def owner_url(table: AnyTable, key: str) -> URL | None:
     """The web URL of the worker that owns ``key`` in ``table``, or None before an assignment."""
     try:
         return table.app.router.key_store(table.name, key)

@@ -45,13 +45,13 @@ def build_worker(settings: Settings) -> faust.App:
     register_state_api(app, ctx, conversations)
     register_auth_api(app, auth, ctx.directory)
 
-    @app.timer(ACTIVITY_FLUSH_INTERVAL_S)
+    @app.timer(ACTIVITY_FLUSH_INTERVAL_S)  # type: ignore[untyped-decorator]  # Faust's decorators are untyped
     async def flush_activity() -> None:
         written = await ctx.activity.flush()
         if written:
             log.debug("last_activity_at of %d mappings written", written)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def announce_presence() -> None:
         # Lets `wabridge replay` refuse while this worker runs (see streams.presence).
         url = worker_url(settings)
@@ -62,7 +62,7 @@ def build_worker(settings: Settings) -> faust.App:
                 log.warning("could not announce this worker in Redis (replay cannot see it): %s", exc)
             await app.sleep(presence.HEARTBEAT_S)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types the receiver as taking signal=
     async def close_context(sender: faust.App, **_: object) -> None:
         try:
             await presence.withdraw(ctx.redis, settings, app.conf.id, worker_url(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,7 +80,7 @@ class TenantStore:
         )
         return tenants[0] if tenants else None
 
-    async def list(self) -> list[Tenant]:
+    async def list(self) -> builtins.list[Tenant]:
         return await self._load("")
 
     async def set_active(self, tenant_id: str, active: bool) -> None:
@@ -89,7 +90,7 @@ class TenantStore:
         if result.endswith(" 0"):
             raise TenantNotFound(f"no tenant with id {tenant_id!r}")
 
-    async def _load(self, where: str, *args: object) -> list[Tenant]:
+    async def _load(self, where: str, *args: object) -> builtins.list[Tenant]:
         rows = await self._pool.fetch(
             # `where` is one of this class's fixed clauses; values go in as parameters.
             "SELECT t.id, t.name, t.active, t.config, c.credentials,"  # noqa: S608
