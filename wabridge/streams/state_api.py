@@ -24,7 +24,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import asyncpg
 import faust
@@ -45,7 +46,11 @@ from wabridge.tables.conversations import (
     fetch_by_conversation,
     fetch_mapping,
 )
+from wabridge.tables.mirror import WriteKind
 from wabridge.tables.tracking import TRACK, Direction, Tracked, fetch_tracked
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class _Body(BaseModel):
@@ -123,212 +128,254 @@ def _validation_message(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
+@dataclass(frozen=True, slots=True)
+class StateDeps:
+    """What the State API's views need; set on the app by :func:`register_state_api`."""
+
+    ctx: StageContext
+    conversations: StageTable
+
+
+_DEPS_ATTRIBUTE = "wabridge_state_api"
+
+
 def register_state_api(app: faust.App, ctx: StageContext, conversations: StageTable) -> None:
     """Add the State API, table inspection and health views to ``app``'s web server."""
+    setattr(app, _DEPS_ATTRIBUTE, StateDeps(ctx, conversations))
+    for path, view in (
+        ("/state/mapping/{waId}", MappingView),
+        ("/state/mapping", CreateMappingView),
+        ("/state/conversation/{conversationId}", ConversationView),
+        ("/state/message", TrackMessageView),
+        ("/state/message/{messageId}", MessageView),
+        ("/state/tables", TablesView),
+        ("/state/tables/{name}/{key}", TableEntryView),
+        ("/healthz", HealthView),
+        ("/readyz", ReadyView),
+        ("/metrics", MetricsView),
+    ):
+        app.page(path)(view)
 
-    async def guarded(view: View, action: Callable[[], Awaitable[Response]]) -> Response:
+
+def _conversations(view: View, _request: Request | None = None) -> StageTable:
+    return _deps(view).conversations
+
+
+def _deps(view: View) -> StateDeps:
+    deps: StateDeps = getattr(view.app, _DEPS_ATTRIBUTE)
+    return deps
+
+
+class StateView(View):
+    """A State API view: its dependencies, and the one way a failed dependency is answered."""
+
+    @property
+    def ctx(self) -> StageContext:
+        return _deps(self).ctx
+
+    async def guarded(self, action: Callable[[], Awaitable[Response]]) -> Response:
         """Dependencies down → 503 (retry), not a stack trace."""
         try:
             return await action()
         except (TransientError, OSError, asyncpg.PostgresConnectionError, RedisError) as exc:
-            return _error(view, 503, f"a dependency is unavailable: {exc}")
+            return _error(self, 503, f"a dependency is unavailable: {exc}")
         except PermanentError as exc:
-            return _error(view, 422, str(exc), reason=exc.reason)
+            return _error(self, 422, str(exc), reason=exc.reason)
 
-    async def write(kind: Any, item: Any) -> Any:
-        return await (await ctx.sink()).write(kind, item)
+    async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
+        return await (await self.ctx.sink()).write(kind, item)
 
-    @app.page("/state/mapping/{waId}")
-    class MappingView(View):
-        @route_to_key_owner(conversations, lambda request: _customer_key(request, "waId"))
-        async def get(self, request: Request, waId: str) -> Response:
-            tenant_id = request.query["tenantId"]
 
-            async def answer() -> Response:
-                held = conversations.get(f"{tenant_id}:{waId}")
-                if held is not None:
-                    return self.json({**ConversationMapping.from_table(held).to_api(), "source": "table"})
-                cached = await ctx.cache.get(tenant_id, waId)
-                if cached is not None:
+class MappingView(StateView):
+    @route_to_key_owner(_conversations, lambda request: _customer_key(request, "waId"))
+    async def get(self, request: Request, waId: str) -> Response:
+        tenant_id = request.query["tenantId"]
+        ctx = self.ctx
+
+        async def answer() -> Response:
+            held = _conversations(self).get(f"{tenant_id}:{waId}")
+            if held is not None:
+                return self.json({**ConversationMapping.from_table(held).to_api(), "source": "table"})
+            cached = await ctx.cache.get(tenant_id, waId)
+            if cached is not None:
+                return self.json({**cached.to_api(), "source": "redis"})
+            stored = await fetch_mapping(await ctx.pool(), tenant_id, waId)
+            if stored is None:
+                return _error(self, 404, "no mapping for this customer")
+            if stored.moved:
+                return _error(self, 404, "this customer id moved", movedTo=stored.moved_to_customer_id)
+            await ctx.cache.store(stored)
+            return self.json({**stored.to_api(), "source": "postgres"})
+
+        return await self.guarded(answer)
+
+
+class CreateMappingView(StateView):
+    @route_to_key_owner(_conversations, _body_key)
+    async def post(self, request: Request) -> Response:
+        body = await _mapping_body(request)  # valid: the router read it
+        now = time.time()
+        candidate = ConversationMapping(
+            tenant_id=body.tenant_id,
+            customer_id=body.wa_id,
+            conversation_id=body.conversation_id or uuid.uuid4(),
+            wa_id=None if body.wa_id == body.bsuid else body.wa_id,
+            bsuid=body.bsuid,
+            contact_name=body.contact_name,
+            phone_number_id=body.phone_number_id,
+            display_phone_number=body.display_phone_number,
+            created_at=now,
+            last_activity_at=now,
+        )
+
+        async def answer() -> Response:
+            found = await self.write(CREATE_MAPPING, candidate)
+            if found is None:
+                return _error(self, 409, "another customer holds this wa_id")
+            await self.ctx.cache.store(found)
+            created = found.conversation_id == candidate.conversation_id
+            answer = {**found.to_api(), "created": created, "worker": str(self.app.conf.canonical_url)}
+            return self.json(answer, status=201 if created else 200)
+
+        return await self.guarded(answer)
+
+
+class ConversationView(StateView):
+    async def get(self, request: Request, conversationId: str) -> Response:
+        try:
+            conversation_id = uuid.UUID(conversationId)
+        except ValueError:
+            return _error(self, 400, "conversationId is not a UUID")
+        ctx = self.ctx
+
+        async def answer() -> Response:
+            customer = await ctx.cache.customer_of(conversation_id)
+            if customer is not None:
+                cached = await ctx.cache.get(*customer)
+                if cached is not None and cached.conversation_id == conversation_id:
                     return self.json({**cached.to_api(), "source": "redis"})
-                stored = await fetch_mapping(await ctx.pool(), tenant_id, waId)
-                if stored is None:
-                    return _error(self, 404, "no mapping for this customer")
-                if stored.moved:
-                    return _error(self, 404, "this customer id moved", movedTo=stored.moved_to_customer_id)
-                await ctx.cache.store(stored)
-                return self.json({**stored.to_api(), "source": "postgres"})
+            stored = await fetch_by_conversation(await ctx.pool(), conversation_id)
+            if stored is None:
+                return _error(self, 404, "no such conversation")
+            await ctx.cache.store(stored)
+            return self.json({**stored.to_api(), "source": "postgres"})
 
-            return await guarded(self, answer)
+        return await self.guarded(answer)
 
-    @app.page("/state/mapping")
-    class CreateMappingView(View):
-        @route_to_key_owner(conversations, _body_key)
-        async def post(self, request: Request) -> Response:
-            body = await _mapping_body(request)  # valid: the router read it
-            now = time.time()
-            candidate = ConversationMapping(
-                tenant_id=body.tenant_id,
-                customer_id=body.wa_id,
-                conversation_id=body.conversation_id or uuid.uuid4(),
-                wa_id=None if body.wa_id == body.bsuid else body.wa_id,
-                bsuid=body.bsuid,
-                contact_name=body.contact_name,
-                phone_number_id=body.phone_number_id,
-                display_phone_number=body.display_phone_number,
-                created_at=now,
-                last_activity_at=now,
-            )
 
-            async def answer() -> Response:
-                found = await write(CREATE_MAPPING, candidate)
-                if found is None:
-                    return _error(self, 409, "another customer holds this wa_id")
-                await ctx.cache.store(found)
-                created = found.conversation_id == candidate.conversation_id
-                answer = {**found.to_api(), "created": created, "worker": str(app.conf.canonical_url)}
-                return self.json(answer, status=201 if created else 200)
+class TrackMessageView(StateView):
+    async def post(self, request: Request) -> Response:
+        try:
+            body = MessageRequest.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            return _error(self, 400, _validation_message(exc))
+        except ValueError as exc:
+            return _error(self, 400, str(exc))
+        tracked = Tracked(
+            tenant_id=body.tenant_id,
+            direction=body.direction,
+            message_id=body.message_id,
+            status=body.status,
+            customer_id=body.customer_id,
+            conversation_id=body.conversation_id,
+            meta_message_id=body.meta_message_id,
+            genesys_message_id=body.genesys_message_id,
+            error=orjson.dumps(body.error).decode() if body.error is not None else None,
+        )
 
-            return await guarded(self, answer)
-
-    @app.page("/state/conversation/{conversationId}")
-    class ConversationView(View):
-        async def get(self, request: Request, conversationId: str) -> Response:
-            try:
-                conversation_id = uuid.UUID(conversationId)
-            except ValueError:
-                return _error(self, 400, "conversationId is not a UUID")
-
-            async def answer() -> Response:
-                customer = await ctx.cache.customer_of(conversation_id)
-                if customer is not None:
-                    cached = await ctx.cache.get(*customer)
-                    if cached is not None and cached.conversation_id == conversation_id:
-                        return self.json({**cached.to_api(), "source": "redis"})
-                stored = await fetch_by_conversation(await ctx.pool(), conversation_id)
-                if stored is None:
-                    return _error(self, 404, "no such conversation")
-                await ctx.cache.store(stored)
-                return self.json({**stored.to_api(), "source": "postgres"})
-
-            return await guarded(self, answer)
-
-    @app.page("/state/message")
-    class TrackMessageView(View):
-        async def post(self, request: Request) -> Response:
-            try:
-                body = MessageRequest.model_validate(await _json_body(request))
-            except ValidationError as exc:
-                return _error(self, 400, _validation_message(exc))
-            except ValueError as exc:
-                return _error(self, 400, str(exc))
-            tracked = Tracked(
-                tenant_id=body.tenant_id,
-                direction=body.direction,
-                message_id=body.message_id,
-                status=body.status,
-                customer_id=body.customer_id,
-                conversation_id=body.conversation_id,
-                meta_message_id=body.meta_message_id,
-                genesys_message_id=body.genesys_message_id,
-                error=orjson.dumps(body.error).decode() if body.error is not None else None,
-            )
-
-            async def answer() -> Response:
-                status = await write(TRACK, tracked)
-                return self.json(
-                    {
-                        "messageId": body.message_id,
-                        "direction": body.direction,
-                        "status": status,
-                        "tenantId": body.tenant_id,
-                    }
-                )
-
-            return await guarded(self, answer)
-
-    @app.page("/state/message/{messageId}")
-    class MessageView(View):
-        async def get(self, request: Request, messageId: str) -> Response:
-            tenant_id = request.query.get("tenantId")
-            direction = request.query.get("direction")
-            if not tenant_id:
-                return _error(self, 400, "the tenantId query parameter is required")
-            if direction not in (None, "inbound", "outbound"):
-                return _error(self, 400, "direction is inbound or outbound")
-
-            async def answer() -> Response:
-                rows = await fetch_tracked(await ctx.pool(), tenant_id, messageId, direction)  # type: ignore[arg-type]
-                if not rows:
-                    return _error(self, 404, "no tracked message with this id")
-                return self.json(rows[0] if direction else {"messages": rows})
-
-            return await guarded(self, answer)
-
-    tables: Mapping[str, StageTable] = app.tables  # type: ignore[assignment]
-
-    @app.page("/state/tables")
-    class TablesView(View):
-        async def get(self, request: Request) -> Response:
-            assigned = app.assignor.assigned_actives()
-            report = {}
-            for name, table in tables.items():
-                changelog = table.changelog_topic.get_topic_name()
-                report[name] = {
-                    "keys_here": len(table),
-                    "changelog": changelog,
-                    "partitions_owned": sorted(tp.partition for tp in assigned if tp.topic == changelog),
+        async def answer() -> Response:
+            status = await self.write(TRACK, tracked)
+            return self.json(
+                {
+                    "messageId": body.message_id,
+                    "direction": body.direction,
+                    "status": status,
+                    "tenantId": body.tenant_id,
                 }
-            return self.json({"worker": str(app.conf.canonical_url), "tables": report})
+            )
 
-    # One routed reader per table, so the owner of the key in that table answers.
-    def _entry_reader(table: StageTable) -> Callable[..., Awaitable[Response]]:
-        @route_to_key_owner(table, _path_key)
-        async def read(view: View, request: Request, name: str, key: str) -> Response:
-            value = table.get(key)
-            if value is None:
-                return _error(view, 404, f"no entry {key!r} in table {name!r} on its owner")
-            return view.json({"table": name, "key": key, "value": value, "worker": str(app.conf.canonical_url)})
+        return await self.guarded(answer)
 
-        return read
 
-    readers: dict[str, Callable[..., Awaitable[Response]]] = {}
+class MessageView(StateView):
+    async def get(self, request: Request, messageId: str) -> Response:
+        tenant_id = request.query.get("tenantId")
+        direction = request.query.get("direction")
+        if not tenant_id:
+            return _error(self, 400, "the tenantId query parameter is required")
+        if direction not in (None, "inbound", "outbound"):
+            return _error(self, 400, "direction is inbound or outbound")
 
-    @app.page("/state/tables/{name}/{key}")
-    class TableEntryView(View):
-        async def get(self, request: Request, name: str, key: str) -> Response:
-            table = tables.get(name)
-            if table is None:
-                return _error(self, 404, f"no table {name!r}", tables=sorted(tables))
-            reader = readers.get(name) or readers.setdefault(name, _entry_reader(table))
-            return await reader(self, request, name=name, key=key)
+        async def answer() -> Response:
+            rows = await fetch_tracked(await self.ctx.pool(), tenant_id, messageId, direction)  # type: ignore[arg-type]
+            if not rows:
+                return _error(self, 404, "no tracked message with this id")
+            return self.json(rows[0] if direction else {"messages": rows})
 
-    @app.page("/healthz")
-    class HealthView(View):
-        async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
+        return await self.guarded(answer)
 
-    @app.page("/readyz")
-    class ReadyView(View):
-        async def get(self, request: Request) -> Response:
-            async def postgres_ok() -> bool:
-                pool = await ctx.pool()
-                return bool(await pool.fetchval("SELECT 1") == 1)
 
-            async def redis_ok() -> bool:
-                return bool(await ctx.redis.ping())
+def _tables(view: View) -> Mapping[str, StageTable]:
+    tables: Mapping[str, StageTable] = view.app.tables  # type: ignore[assignment]  # a TableManager is a Mapping
+    return tables
 
-            results = {}
-            for name, check in (("postgres", postgres_ok), ("redis", redis_ok)):
-                try:
-                    results[name] = await asyncio.wait_for(check(), 3.0)
-                except Exception:  # noqa: BLE001 - any failure means "not ready", reported as such
-                    results[name] = False
-            results["partitions_assigned"] = bool(app.assignor.assigned_actives())
-            ready = all(results.values())
-            return self.json({"ready": ready, "dependencies": results}, status=200 if ready else 503)
 
-    @app.page("/metrics")
-    class MetricsView(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+class TablesView(StateView):
+    async def get(self, request: Request) -> Response:
+        assigned = self.app.assignor.assigned_actives()
+        report = {}
+        for name, table in _tables(self).items():
+            changelog = table.changelog_topic.get_topic_name()
+            report[name] = {
+                "keys_here": len(table),
+                "changelog": changelog,
+                "partitions_owned": sorted(tp.partition for tp in assigned if tp.topic == changelog),
+            }
+        return self.json({"worker": str(self.app.conf.canonical_url), "tables": report})
+
+
+class TableEntryView(StateView):
+    async def get(self, request: Request, name: str, key: str) -> Response:
+        if name not in _tables(self):
+            return _error(self, 404, f"no table {name!r}", tables=sorted(_tables(self)))
+        return await self.read(request, name=name, key=key)
+
+    # The owner of the key in the table named in the path answers.
+    @route_to_key_owner(lambda view, request: _tables(view)[request.match_info["name"]], _path_key)
+    async def read(self, request: Request, name: str, key: str) -> Response:
+        value = _tables(self)[name].get(key)
+        if value is None:
+            return _error(self, 404, f"no entry {key!r} in table {name!r} on its owner")
+        return self.json({"table": name, "key": key, "value": value, "worker": str(self.app.conf.canonical_url)})
+
+
+class HealthView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+
+class ReadyView(StateView):
+    async def get(self, request: Request) -> Response:
+        ctx = self.ctx
+
+        async def postgres_ok() -> bool:
+            pool = await ctx.pool()
+            return bool(await pool.fetchval("SELECT 1") == 1)
+
+        async def redis_ok() -> bool:
+            return bool(await ctx.redis.ping())
+
+        results = {}
+        for name, check in (("postgres", postgres_ok), ("redis", redis_ok)):
+            try:
+                results[name] = await asyncio.wait_for(check(), 3.0)
+            except Exception:  # noqa: BLE001 - any failure means "not ready", reported as such
+                results[name] = False
+        results["partitions_assigned"] = bool(self.app.assignor.assigned_actives())
+        ready = all(results.values())
+        return self.json({"ready": ready, "dependencies": results}, status=200 if ready else 503)
+
+
+class MetricsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

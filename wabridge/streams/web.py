@@ -20,6 +20,7 @@ from functools import wraps
 from typing import Any
 
 import aiohttp
+from faust.types import TableT
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -37,15 +38,21 @@ class BadKey(ValueError):
 
 
 def route_to_key_owner(
-    table: AnyTable, key_of: Callable[[Request], str | Awaitable[str]]
+    table: AnyTable | Callable[[View, Request], AnyTable], key_of: Callable[[Request], str | Awaitable[str]]
 ) -> Callable[[ViewMethod], ViewMethod]:
     """Decorate a ``View`` method so it runs on the worker that owns ``key_of(request)`` in ``table``.
 
-    ``key_of`` may be a coroutine function, to take the key from the body (aiohttp keeps the body
-    read, so the view and the forward read it again). It raises :class:`BadKey` (or ``KeyError``
-    for a missing parameter) → 400. While the group has no assignment yet, or the owner cannot be
-    reached → 503 (retry shortly).
+    ``table`` is the table, or a function of the view and request that returns it (for views
+    defined once, at module level, and added to an app later). ``key_of`` may be a coroutine function, to take the
+    key from the body (aiohttp keeps the body read, so the view and the forward read it again). It
+    raises :class:`BadKey` (or ``KeyError`` for a missing parameter) → 400. While the group has no
+    assignment yet, or the owner cannot be reached → 503 (retry shortly).
     """
+
+    def table_of(view: View, request: Request) -> AnyTable:
+        if isinstance(table, TableT):
+            return table
+        return table(view, request)
 
     def decorator(method: ViewMethod) -> ViewMethod:
         @wraps(method)
@@ -57,7 +64,7 @@ def route_to_key_owner(
             except (BadKey, KeyError) as exc:
                 return view.json({"error": f"bad key: {exc}"}, status=400)
             if ROUTED_HEADER not in request.headers:
-                owner = owner_url(table, key)
+                owner = owner_url(table_of(view, request), key)
                 if owner is None:
                     return view.json({"error": "partition assignment not known yet"}, status=503)
                 if not _same_node(owner, URL(str(view.app.conf.canonical_url))):
