@@ -29,7 +29,7 @@ from wabridge.failures import classify, describe
 from wabridge.masking import mask_key
 from wabridge.schemas.status import MessageStatus
 from wabridge.settings import Settings
-from wabridge.streams.app import stage_topic
+from wabridge.streams.app import create_table, stage_topic
 from wabridge.streams.lanes import Handler
 from wabridge.streams.topics import ERROR_EVENTS
 from wabridge.streams.types import StageEvent
@@ -352,3 +352,23 @@ async def send_and_wait(topic: faust.TopicT, key: str, value: bytes) -> None:
         await (await topic.send(key=key, value=value))
     except Exception as exc:
         raise classify(exc) from exc
+
+
+class SeenIds:
+    """The ids of the events each customer key has had done, in a changelog-backed table: a stage's
+    dedupe (invariant 4). The table is keyed like the stage topics, so a key's lane is the only
+    writer of its entry and the read-then-write in one lane is atomic. Remember an id only once
+    the event's effect is done: a crash in between does it again (idempotently) rather than lose it.
+    ``keep`` bounds the ids per customer (duplicates arrive within minutes)."""
+
+    def __init__(self, app: faust.App, name: str, *, help: str, keep: int) -> None:
+        self.table = create_table(app, name, default=list, help=help)
+        self.keep = keep
+
+    def seen(self, key: str, record_id: str) -> bool:
+        already: list[str] = self.table.get(key) or []
+        return record_id in already
+
+    def remember(self, key: str, record_id: str) -> None:
+        already: list[str] = self.table.get(key) or []
+        self.table[key] = [*already[-(self.keep - 1) :], record_id]

@@ -21,13 +21,13 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from wabridge.agents.context import StageContext, send_and_wait
+from wabridge.agents.context import SeenIds, StageContext, send_and_wait
 from wabridge.errors import PermanentError
 from wabridge.schemas.genesys import OutboundEvent, OutboundKind, parse_outbound_webhook
-from wabridge.streams.app import create_table, stage_topic
+from wabridge.streams.app import stage_topic
 from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES, GENESYS_OUTBOUND
-from wabridge.streams.types import StageEvent, StageStream, StageTable
+from wabridge.streams.types import StageEvent, StageStream
 from wabridge.tables.delivery import APPLY_RECEIPT, ReceiptUpdate
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,12 @@ def dedupe_id(event: OutboundEvent) -> str:
     return f"{event.id}:{event.receipt_status}" if event.kind is OutboundKind.RECEIPT else event.id
 
 
-def register_genesys_events(app: faust.App, ctx: StageContext) -> StageTable:
+def register_genesys_events(app: faust.App, ctx: StageContext) -> SeenIds:
     """Add the genesys_events agent and its dedupe table to ``app``; returns the table."""
     settings = ctx.settings
     source = stage_topic(app, settings, GENESYS_OUTBOUND)
     agent_messages = stage_topic(app, settings, AGENT_MESSAGES)
-    seen = create_table(app, SEEN_TABLE, default=list, help="Ids of Genesys events already consumed, per customer")
+    seen = SeenIds(app, SEEN_TABLE, help="Ids of Genesys events already consumed, per customer", keep=SEEN_PER_CUSTOMER)
 
     async def apply_receipt(event: OutboundEvent) -> None:
         status = _RECEIPT_STATUS.get(event.receipt_status or "")
@@ -100,8 +100,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> StageTable:
             return
         key = outbound.key
         record_id = dedupe_id(outbound)
-        already: list[str] = seen[key]
-        if record_id in already:
+        if seen.seen(key, record_id):
             EVENTS.labels(outbound.kind.value.lower(), "duplicate").inc()
             return
         if outbound.kind is OutboundKind.RECEIPT:
@@ -109,7 +108,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> StageTable:
         else:
             await ctx.retrying(STAGE, lambda: send_and_wait(agent_messages, key, outbound.to_bytes()))
             EVENTS.labels(outbound.kind.value.lower(), "recorded").inc()
-        seen[key] = [*already[-(SEEN_PER_CUSTOMER - 1) :], record_id]
+        seen.remember(key, record_id)
 
     async def genesys_events(stream: StageStream) -> None:
         await run_in_lanes(stream, ctx.guarded(STAGE, handle), batch_size=500)

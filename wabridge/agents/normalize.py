@@ -6,7 +6,7 @@ The bridge puts one ``WebhookEvent`` per Meta message, status, preference or val
 
 Dedupe (invariant 4): Meta retries webhooks and the bridge may produce a record twice, so each
 customer key keeps the ids it has already prepared (wamid for a message, ``wamid:status`` for a
-status) in the changelog-backed table ``normalize-seen`` (:class:`SeenIds`). The table is keyed like
+status) in the changelog-backed table ``normalize-seen`` (``agents.context.SeenIds``). The table is keyed like
 the topic, so the key's lane is the only writer of its entry: the read-then-write inside one lane is
 atomic. An id is remembered only once the event's effect is done (its record on ``wa-ready``, its
 status tracked); a crash in between prepares it again, which the next steps' own idempotency
@@ -18,10 +18,10 @@ from __future__ import annotations
 import faust
 from prometheus_client import Counter
 
+from wabridge.agents.context import SeenIds
 from wabridge.errors import PermanentError
 from wabridge.schemas.meta import normalize
 from wabridge.schemas.records import BusinessError, InboundMessage, PreferenceUpdate, StatusUpdate, WebhookEvent
-from wabridge.streams.app import create_table
 
 STEP = "normalize"
 SEEN_TABLE = "normalize-seen"
@@ -59,16 +59,6 @@ def normalize_event(event: WebhookEvent, kafka_key: object) -> NormalizedRecord:
     return normalize(event)
 
 
-class SeenIds:
+def seen_ids(app: faust.App) -> SeenIds:
     """The ids each customer key has had prepared (table ``normalize-seen``)."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.table = create_table(app, SEEN_TABLE, default=list, help="Ids of events already prepared, per customer")
-
-    def seen(self, key: str, record_id: str) -> bool:
-        already: list[str] = self.table.get(key) or []
-        return record_id in already
-
-    def remember(self, key: str, record_id: str) -> None:
-        already: list[str] = self.table.get(key) or []
-        self.table[key] = [*already[-(SEEN_PER_CUSTOMER - 1) :], record_id]
+    return SeenIds(app, SEEN_TABLE, help="Ids of events already prepared, per customer", keep=SEEN_PER_CUSTOMER)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext, send_and_wait
 from wabridge.agents.media import MediaStep
-from wabridge.agents.normalize import DEDUPLICATED, NORMALIZED, SeenIds, check_key, dedupe_id, normalize_event
+from wabridge.agents.normalize import DEDUPLICATED, NORMALIZED, check_key, dedupe_id, normalize_event, seen_ids
 from wabridge.agents.normalize import STEP as NORMALIZE
 from wabridge.agents.resolve_conversation import CONVERSATIONS_TABLE, ConversationResolver, ResolvableRecord
 from wabridge.errors import PermanentError
@@ -76,7 +76,7 @@ class Preparer:
         settings = ctx.settings
         self.ctx = ctx
         self.ready = stage_topic(app, settings, WA_READY)
-        self.seen = SeenIds(app)
+        self.seen = seen_ids(app)
         self.conversations = create_table(
             app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id"
         )
