@@ -251,6 +251,19 @@ class StageContext:
 
         return guarded_handler
 
+    async def decoded(self, stage: str, event: StageEvent, decode: Callable[[bytes], T], what: str) -> T | None:
+        """The stage's prologue: ``event``'s record, or ``None`` when its bytes are not one (``what``).
+        Then the record went to ``error-events`` (``fail_record``) and the stage has nothing to do."""
+        raw = event.value if isinstance(event.value, bytes) else b""
+        try:
+            return decode(raw)
+        except PermanentError as exc:
+            await self.fail_record(stage, event, exc)
+        except ValueError as exc:  # orjson's and pydantic's errors are ValueErrors
+            error = PermanentError(f"not {what}: {exc}".splitlines()[0][:1000], reason="invalid_record")
+            await self.fail_record(stage, event, error)
+        return None
+
     async def fail_record(self, stage: str, event: StageEvent, error: PermanentError) -> None:
         """The permanent outcome of a record: ``error-events``, and ``failed`` if it is a customer's message."""
         raw = event.value if isinstance(event.value, bytes) else b""

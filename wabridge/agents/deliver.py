@@ -35,7 +35,6 @@ from typing import Any, TypeVar
 import faust
 import orjson
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext
 from wabridge.connectors import s3
@@ -101,12 +100,8 @@ class Deliverer:
         self._url_expiry = timedelta(seconds=ctx.settings.media_url_expiry_s)
 
     async def handle(self, event: StageEvent) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            ready = ReadyMessage.from_bytes(raw)
-        except (ValidationError, orjson.JSONDecodeError) as exc:
-            error = PermanentError(f"not a ReadyMessage: {exc}".splitlines()[0], reason="invalid_record")
-            await self.ctx.route_error(STAGE, event, error)
+        ready = await self.ctx.decoded(STAGE, event, ReadyMessage.from_bytes, "a ReadyMessage")
+        if ready is None:
             return
         message = ready.message
         try:

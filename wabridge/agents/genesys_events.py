@@ -92,11 +92,8 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> SeenIds:
             )
 
     async def handle(event: StageEvent) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            outbound = decode_event(raw)
-        except PermanentError as exc:
-            await ctx.route_error(STAGE, event, exc)
+        outbound = await ctx.decoded(STAGE, event, decode_event, "a genesys-outbound record")
+        if outbound is None:
             return
         key = outbound.key
         record_id = dedupe_id(outbound)

@@ -46,7 +46,6 @@ from typing import Any
 import faust
 import orjson
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from wabridge.agent_media import AgentMedia
 from wabridge.agents import holds
@@ -96,6 +95,14 @@ TYPING_EVERY_S = 5.0
 # The customer service window (reference: Sending): free-form messages within 24 h of the
 # customer's last message, templates only afterwards.
 SERVICE_WINDOW_S = 24 * 3600
+
+
+def decode_agent_message(raw: bytes) -> ReceiptDue | OutboundEvent:
+    """A record of ``agent-messages``: a receipt Genesys is due, or an agent's event."""
+    value = orjson.loads(raw)
+    if isinstance(value, dict) and "receipt_for" in value:
+        return ReceiptDue.model_validate(value)
+    return OutboundEvent.model_validate(value)
 
 
 class NumberPacer:
@@ -149,17 +156,13 @@ class Sender:
             await s3.close(client)
 
     async def handle(self, event: StageEvent) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            value = orjson.loads(raw)
-            if isinstance(value, dict) and "receipt_for" in value:
-                await self.tell_genesys(ReceiptDue.model_validate(value))
-                return
-            outbound = OutboundEvent.model_validate(value)
-        except (ValidationError, orjson.JSONDecodeError) as exc:
-            error = PermanentError(f"not an agent event or a receipt: {exc}".splitlines()[0], reason="invalid_record")
-            await self.ctx.route_error(STAGE, event, error)
+        record = await self.ctx.decoded(STAGE, event, decode_agent_message, "an agent event or a receipt")
+        if record is None:
             return
+        if isinstance(record, ReceiptDue):
+            await self.tell_genesys(record)
+            return
+        outbound = record
         if outbound.kind is OutboundKind.EVENT:
             await self.show_typing(outbound)
             return

@@ -20,7 +20,6 @@ import logging
 
 import faust
 import orjson
-from pydantic import ValidationError
 
 from wabridge.agents.context import StageContext, send_and_wait
 from wabridge.agents.media import MediaStep
@@ -91,12 +90,8 @@ class Preparer:
         await self.media.close()
 
     async def handle(self, event: StageEvent) -> None:
-        raw = event.value if isinstance(event.value, bytes) else b""
-        try:
-            record = decode_inbound(raw)
-        except (ValidationError, ValueError) as exc:
-            error = PermanentError(f"not a wa-inbound record: {exc}".splitlines()[0], reason="invalid_record")
-            await self.ctx.fail_record(NORMALIZE, event, error)
+        record = await self.ctx.decoded(NORMALIZE, event, decode_inbound, "a wa-inbound record")
+        if record is None:
             return
         try:
             if not isinstance(record, WebhookEvent):
