@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wabridge.errors import PermanentError
+from wabridge.schemas.lenient import as_dict, as_dicts
 from wabridge.schemas.records import SCHEMA_VERSION, Record
 
 
@@ -334,14 +335,6 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 def _choice(title: Any, payload: Any, description: Any = None, section: Any = None) -> Choice | None:
     text = _text(title)
     if text is None:
@@ -361,12 +354,12 @@ def _choices(content: list[_Content]) -> tuple[ChoiceKind | None, str | None, tu
         if isinstance(item.quick_reply_v2, dict):
             kind = kind or ChoiceKind.QUICK_REPLY
             title = title or _text(item.quick_reply_v2.get("title"))
-            for action in _dicts(item.quick_reply_v2.get("actions")):
+            for action in as_dicts(item.quick_reply_v2.get("actions")):
                 found.append(_choice(action.get("text"), action.get("payload")))
         if isinstance(item.list_picker, dict):
             kind = kind or ChoiceKind.LIST_PICKER
-            for section in _dicts(item.list_picker.get("sections")):
-                for entry in _dicts(section.get("items")):
+            for section in as_dicts(item.list_picker.get("sections")):
+                for entry in as_dicts(section.get("items")):
                     picked = _choice(entry.get("title"), entry.get("id"), entry.get("subtitle"), section.get("title"))
                     found.append(picked)
     return kind, title, tuple(choice for choice in found if choice is not None)
@@ -378,12 +371,12 @@ def _template(raw: Any) -> Template | None:
     name = _text(raw.get("id")) or _text(raw.get("name"))
     if name is None:
         return None
-    header = _dict(raw.get("header"))
-    body = _dict(raw.get("body"))
+    header = as_dict(raw.get("header"))
+    body = as_dict(raw.get("body"))
     return Template(
         name=name,
         language=(_text(raw.get("language")) or "en").replace("-", "_"),
         body_text=_text(body.get("text")),
-        header_parameters=tuple(_text(p.get("text")) or "" for p in _dicts(header.get("parameters"))),
-        body_parameters=tuple(_text(p.get("text")) or "" for p in _dicts(body.get("parameters"))),
+        header_parameters=tuple(_text(p.get("text")) or "" for p in as_dicts(header.get("parameters"))),
+        body_parameters=tuple(_text(p.get("text")) or "" for p in as_dicts(body.get("parameters"))),
     )

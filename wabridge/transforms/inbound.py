@@ -28,6 +28,7 @@ from urllib.parse import quote
 import orjson
 
 from wabridge.schemas.genesys import ButtonResponseType, IdType, genesys_time
+from wabridge.schemas.lenient import as_dict, as_dicts
 from wabridge.schemas.records import (
     MEDIA_TYPE_BY_WHATSAPP_TYPE,
     Attachment,
@@ -129,7 +130,7 @@ PREVIEW_CHARS = 100
 def preview(msg: InboundMessage) -> str:
     """What ``msg`` said in a line (its first 100 characters), for a later reply that quotes it."""
     if msg.type in MEDIA_TYPES:
-        caption = _s(_dict(msg.payload).get("caption"))
+        caption = _s(as_dict(msg.payload).get("caption"))
         text = f"[{_media_label(msg).lower()}] {caption}".strip()
     else:
         renderer = _RENDERERS.get(msg.type)
@@ -140,7 +141,7 @@ def preview(msg: InboundMessage) -> str:
 
 def reply_choice(msg: InboundMessage) -> tuple[ButtonResponseType, str, str] | None:
     """``(type, text, payload)`` when ``msg`` is a button or list choice, else None."""
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     if msg.type == "button":
         text = _s(payload.get("text"))
         return ButtonResponseType.QUICK_REPLY, text, _s(payload.get("payload")) or text
@@ -254,7 +255,7 @@ def _custom_attributes(msg: InboundMessage, extra: Mapping[str, str] | None) -> 
         "waUsername": msg.username,
         "waContextMessageId": msg.context_message_id,
     }
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     if msg.type == "audio":
         optional["waVoice"] = "true" if payload.get("voice") else None
     choice = reply_choice(msg)
@@ -298,7 +299,7 @@ def _render(
 def _render_media(
     msg: InboundMessage, attachments: Sequence[Attachment], unavailable: MediaUnavailable | None
 ) -> tuple[str, list[dict[str, Any]]]:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     caption = _s(payload.get("caption"))
     label = _media_label(msg)
     if attachments:
@@ -363,7 +364,7 @@ def _attachment(attachment: Attachment, caption: str) -> dict[str, Any]:
 
 
 def _media_label(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     if msg.type == "audio":
         return "Voice message" if payload.get("voice") else "Audio"
     if msg.type == "sticker":
@@ -372,12 +373,12 @@ def _media_label(msg: InboundMessage) -> str:
 
 
 def _render_text(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     return _s(payload.get("body"))
 
 
 def _render_location(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     latitude, longitude = payload.get("latitude"), payload.get("longitude")
     lines = ["📍 Location shared by the customer"]
     if payload.get("name"):
@@ -399,27 +400,27 @@ def _render_contacts(msg: InboundMessage) -> str:
     for card in cards:
         if not isinstance(card, dict):
             continue
-        name = _dict(card.get("name"))
+        name = as_dict(card.get("name"))
         full_name = _s(name.get("formatted_name")) or " ".join(
             _s(name.get(part)) for part in ("first_name", "middle_name", "last_name") if name.get(part)
         )
         lines = [f"👤 {full_name or 'Contact without a name'}"]
-        org = _dict(card.get("org"))
+        org = as_dict(card.get("org"))
         org_text = ", ".join(_s(org.get(key)) for key in ("title", "department", "company") if org.get(key))
         if org_text:
             lines.append(f"Organization: {org_text}")
-        for phone in _dicts(card.get("phones")):
+        for phone in as_dicts(card.get("phones")):
             label = f" ({_s(phone.get('type'))})" if phone.get("type") else ""
             on_whatsapp = " - on WhatsApp" if phone.get("wa_id") else ""
             lines.append(f"Phone{label}: {_s(phone.get('phone') or phone.get('wa_id'))}{on_whatsapp}")
-        for email in _dicts(card.get("emails")):
+        for email in as_dicts(card.get("emails")):
             label = f" ({_s(email.get('type'))})" if email.get("type") else ""
             lines.append(f"Email{label}: {_s(email.get('email'))}")
-        for address in _dicts(card.get("addresses")):
+        for address in as_dicts(card.get("addresses")):
             parts = [address.get(key) for key in ("street", "city", "state", "zip", "country")]
             label = f" ({_s(address.get('type'))})" if address.get("type") else ""
             lines.append(f"Address{label}: {', '.join(_s(part) for part in parts if part)}")
-        for url in _dicts(card.get("urls")):
+        for url in as_dicts(card.get("urls")):
             lines.append(f"Web: {_s(url.get('url'))}")
         if card.get("birthday"):
             lines.append(f"Birthday: {_s(card['birthday'])}")
@@ -430,9 +431,9 @@ def _render_contacts(msg: InboundMessage) -> str:
 
 
 def _render_interactive(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     kind = _s(payload.get("type"))
-    reply = _dict(payload.get(kind))
+    reply = as_dict(payload.get(kind))
     if kind == "button_reply":
         return f"Selected button: {_s(reply.get('title'))}"
     if kind == "list_reply":
@@ -466,12 +467,12 @@ def _render_flow_reply(reply: dict[str, Any]) -> str:
 
 
 def _render_button(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     return f"Selected button: {_s(payload.get('text') or payload.get('payload'))}"
 
 
 def _render_reaction(msg: InboundMessage, quoted: Quoted | None = None) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     emoji = _s(payload.get("emoji"))
     target = _earlier(quoted, _s(payload.get("message_id")) or "unknown")
     if emoji:
@@ -492,12 +493,12 @@ def _render_request_welcome(_: InboundMessage) -> str:
 
 
 def _render_order(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     lines = ["🛒 Order from the customer"]
     if payload.get("catalog_id"):
         lines[0] += f" (catalog {_s(payload['catalog_id'])})"
     totals: dict[str, Decimal] = {}
-    for item in _dicts(payload.get("product_items")):
+    for item in as_dicts(payload.get("product_items")):
         quantity = _decimal(item.get("quantity"))
         price = _decimal(item.get("item_price"))
         currency = _s(item.get("currency"))
@@ -517,7 +518,7 @@ def _render_order(msg: InboundMessage) -> str:
 
 
 def _render_unsupported(msg: InboundMessage) -> str:
-    payload = _dict(msg.payload)
+    payload = as_dict(msg.payload)
     kind = _s(payload.get("type"))
     what = f"a {kind} message" if kind else "a message"
     text = f"[The customer sent {what} that WhatsApp cannot deliver to this channel"
@@ -589,14 +590,6 @@ def _s(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _decimal(value: Any) -> Decimal | None:
