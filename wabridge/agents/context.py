@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 import asyncpg
 import faust
 import orjson
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from wabridge.agents import holds
 from wabridge.agents.holds import TenantHolds
-from wabridge.connectors import postgres
+from wabridge.connectors import postgres, redis_client
 from wabridge.connectors.genesys import backoff_delays
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TenantHeld, TransientError
@@ -101,7 +100,7 @@ class StageContext:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._sink: GroupCommitSink | None = None
-        self.redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.redis = redis_client.client(settings)
         self.cache = MappingCache(self.redis, settings)
         self.activity = ActivityCoalescer(self.pool)
         self.box = SecretBox.from_settings(settings)

@@ -79,10 +79,9 @@ class Preparer:
         self.conversations = create_table(
             app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id"
         )
-        inbound = stage_topic(app, settings, WA_INBOUND)
-        self.source = inbound
+        self.source = stage_topic(app, settings, WA_INBOUND)
         self.resolver = ConversationResolver(
-            ctx, self.conversations, inbound, stage_topic(app, settings, AGENT_MESSAGES)
+            ctx, self.conversations, self.source, stage_topic(app, settings, AGENT_MESSAGES)
         )
         self.media = MediaStep(ctx)
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
+from wabridge.connectors import redis_client
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, Tenant, TenantNotFound, TenantStore
@@ -99,7 +100,7 @@ class TenantDirectory:
             found = await self._redis.get(self._phone_key(phone_number_id))
             if found is None:
                 return None
-            tenant_id = found.decode() if isinstance(found, bytes) else str(found)
+            tenant_id = redis_client.text(found)
             document = await self._redis.get(self._config_key(tenant_id))
         except RedisError as exc:
             log.warning("redis unavailable for tenant lookup, using PostgreSQL: %s", exc)
@@ -141,7 +142,7 @@ def plausible_id(value: str) -> bool:
 
 async def invalidate_cached(settings: Settings, tenant: Tenant) -> None:
     """Forget a tenant's cached entries after a change, so edges see it within ``local_ttl_s``."""
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_client.client(settings)
     keys = [settings.redis_key(f"tenant:{tenant.id}:config")]
     keys += [settings.redis_key(f"tenant:phone:{p.phone_number_id}") for p in tenant.phone_numbers]
     try:

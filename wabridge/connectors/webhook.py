@@ -38,7 +38,7 @@ from miniopy_async.api import Minio
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
-from wabridge.connectors import postgres, s3
+from wabridge.connectors import postgres, redis_client, s3
 from wabridge.connectors.archive import RawArchive
 from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
@@ -376,7 +376,7 @@ class Admission:
 async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
     """The aiohttp application with its dependencies; closed with the application's cleanup."""
     pool = await postgres.connect(settings, min_size=1, max_size=5)
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_client.client(settings)
     box = SecretBox.from_settings(settings)
     storage = s3.client(settings)
     deps = EdgeDeps(

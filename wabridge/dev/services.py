@@ -26,10 +26,9 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
-import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from wabridge.connectors import s3
+from wabridge.connectors import redis_client, s3
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 
@@ -122,7 +121,7 @@ async def postgres_healthy(settings: Settings, database: str | None = None) -> b
 
 async def redis_healthy(settings: Settings) -> bool:
     async def check() -> None:
-        client = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        client = redis_client.client(settings)
         try:
             await client.ping()
         finally:

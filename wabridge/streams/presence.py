@@ -15,6 +15,7 @@ import socket
 
 import redis.asyncio as aioredis
 
+from wabridge.connectors import redis_client
 from wabridge.settings import Settings
 
 HEARTBEAT_S = 2.0
@@ -41,18 +42,14 @@ async def withdraw(redis: aioredis.Redis, settings: Settings, group: str, worker
 
 async def live_workers(settings: Settings, group: str) -> dict[str, str]:
     """Worker URL -> "host pid N" of every worker of ``group`` that announced itself lately."""
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_client.client(settings, timeout_s=5.0)
     prefix = _prefix(settings, group)
     try:
         found: dict[str, str] = {}
         async for key in redis.scan_iter(match=prefix + "*"):
             value = await redis.get(key)
             if value is not None:
-                found[_text(key)[len(prefix) :]] = _text(value)
+                found[redis_client.text(key)[len(prefix) :]] = redis_client.text(value)
         return found
     finally:
         await redis.aclose()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
