@@ -87,7 +87,13 @@ class Settings(BaseSettings):
 
     # --- Secrets at rest -----------------------------------------------------------------------
     # Fernet key (urlsafe base64, 32 bytes) that encrypts tenant credentials in PostgreSQL.
+    # A keyring: comma-separated Fernet keys. The first encrypts; every one decrypts, so a new key
+    # goes first, the old ones stay after it until `wabridge tenants rotate-key` has re-encrypted
+    # every stored secret (README, "Security").
     secrets_key: SecretStr | None = None
+    # The deployment token every request to a worker's web server carries (``streams.internal_auth``):
+    # State API, /auth/token, table views, forwarding between workers. Unset → they refuse everything.
+    internal_token: SecretStr | None = None
 
     # --- Processes -----------------------------------------------------------------------------
     webhook_host: str = "127.0.0.1"

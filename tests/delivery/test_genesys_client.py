@@ -42,6 +42,7 @@ from wabridge.simulators import GenesysSimulator
 from wabridge.simulators.faults import FaultPlan, Latency
 from wabridge.simulators.hosting import serve_app
 from wabridge.simulators.inspection import RecordedRequest
+from wabridge.streams import internal_auth
 from wabridge.streams.app import create_app
 from wabridge.streams.auth_api import register_auth_api
 from wabridge.tenants import SecretBox, Tenant, TenantStore
@@ -493,7 +494,7 @@ async def test_auth_token_view(
     delivery_redis: aioredis.Redis,
     isolated_settings: Settings,
 ) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=internal_auth.authorization(isolated_settings)) as http:
 
         async def get(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
             async with http.get(f"{genesys_auth_api_url}/auth/token", headers=headers) as response:

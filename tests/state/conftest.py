@@ -31,6 +31,7 @@ from wabridge.connectors import kafka
 from wabridge.schemas.meta import split_webhook
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook
+from wabridge.streams import internal_auth
 from wabridge.streams.app import changelog_topic_names
 from wabridge.streams.topics import WA_INBOUND, stage_topic_names
 from wabridge.streams.worker import build_worker
@@ -153,8 +154,10 @@ async def redis(state_settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+async def http(stack_settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the workers' web servers, as an operator holding the deployment token."""
+    headers = internal_auth.authorization(stack_settings)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers) as session:
         yield session
 
 

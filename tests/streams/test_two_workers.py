@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.streams.support import Worker, free_port, spawn, wait_until
 from wabridge.settings import Settings
+from wabridge.streams import internal_auth
 from wabridge.streams.app import declare_topics
 from wabridge.streams.topics import WA_INBOUND
 
@@ -46,7 +47,8 @@ async def test_two_workers_route_by_key_and_survive_one_stopping(
     second = spawn(workers, "twoworker_app.py", settings.model_copy(update={"worker_port": free_port()}))
     ports = {first.settings.worker_port, second.settings.worker_port}
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+    headers = internal_auth.authorization(settings)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers) as http:
 
         async def both_own_partitions() -> bool:
             # Faust's /router/ view: worker URL -> the changelog partitions it owns.

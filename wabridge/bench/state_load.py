@@ -26,6 +26,7 @@ from wabridge.bench.report import Progress
 from wabridge.bench.run import POLL_INTERVAL_S, StackUrls, require_healthy
 from wabridge.bench.tenants import BenchSetupError, provision_bench_tenants
 from wabridge.settings import Settings
+from wabridge.streams import internal_auth
 
 _SETUP_CONCURRENCY = 32
 
@@ -56,13 +57,17 @@ class _Tally:
 
 
 async def _create_mappings(
-    session: aiohttp.ClientSession, worker_url: str, tenant_ids: Sequence[str], customers: int
+    session: aiohttp.ClientSession,
+    worker_url: str,
+    tenant_ids: Sequence[str],
+    customers: int,
+    headers: dict[str, str],
 ) -> None:
     slots = asyncio.Semaphore(_SETUP_CONCURRENCY)
 
     async def create(customer: int) -> None:
         body = {"tenantId": tenant_ids[tenant_of(customer, len(tenant_ids))], "waId": customer_wa_id(customer)}
-        async with slots, session.post(f"{worker_url}/state/mapping", json=body) as response:
+        async with slots, session.post(f"{worker_url}/state/mapping", json=body, headers=headers) as response:
             if response.status not in (200, 201):
                 raise BenchSetupError(
                     f"POST /state/mapping for {body} answered {response.status}: {await response.text()}"
@@ -86,7 +91,7 @@ async def run_state_bench(
         await require_healthy(session, {"worker (State API)": urls.worker})
         if not tenant_ids:
             tenant_ids = [t.tenant_id for t in await provision_bench_tenants(settings, session, shape.tenants)]
-        await _create_mappings(session, urls.worker, tenant_ids, shape.customers)
+        await _create_mappings(session, urls.worker, tenant_ids, shape.customers, internal_auth.authorization(settings))
         return await _measure(
             settings, session, urls.worker, shape, tuple(tenant_ids), progress, max_in_flight, timeout_s
         )
@@ -105,13 +110,14 @@ async def _measure(
     loop = asyncio.get_running_loop()
     tally = _Tally()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
+    headers = internal_auth.authorization(settings)
 
     async def read(index: int, due: float) -> None:
         customer = index % shape.customers
         url = f"{worker_url}/state/mapping/{customer_wa_id(customer)}"
         params = {"tenantId": tenant_ids[tenant_of(customer, len(tenant_ids))]}
         try:
-            async with session.get(url, params=params, timeout=timeout) as response:
+            async with session.get(url, params=params, timeout=timeout, headers=headers) as response:
                 body = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError):

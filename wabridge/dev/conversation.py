@@ -33,6 +33,7 @@ from wabridge.settings import Settings
 from wabridge.simulators.agent import AgentDriver, quick_replies
 from wabridge.simulators.customer import CustomerDriver, InboundSpec, new_wamid
 from wabridge.simulators.hosting import SimulatorRequestError
+from wabridge.streams import internal_auth
 
 _CUSTOMER_NAME = "Sheena Nelson"
 _CUSTOMER_WA_ID = "16505551234"
@@ -144,6 +145,7 @@ class _Demo:
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession, echo: Any, timeout_s: float) -> None:
         self._urls = process_endpoints(settings)
+        self._worker_headers = internal_auth.authorization(settings)
         self._session = session
         self.echo = echo
         self.timeout_s = timeout_s
@@ -220,7 +222,9 @@ class _Demo:
         url = f"{self._urls['worker']}/state/message/{quote(wamid, safe='')}"
         query = {"tenantId": DEMO_TENANT.tenant_id, "direction": "inbound"}
         try:
-            async with self._session.get(url, params=query, timeout=aiohttp.ClientTimeout(total=3)) as response:
+            async with self._session.get(
+                url, params=query, headers=self._worker_headers, timeout=aiohttp.ClientTimeout(total=3)
+            ) as response:
                 if response.status != 200:
                     return None, None
                 row = orjson.loads(await response.read())

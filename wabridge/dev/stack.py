@@ -18,6 +18,7 @@ from wabridge.dev import services
 from wabridge.dev.demo import DEMO_TENANT, seed_demo_tenant
 from wabridge.errors import ConfigurationError
 from wabridge.settings import DEV_ENV_FILE, Settings
+from wabridge.streams.internal_auth import generate_token
 from wabridge.tenants.crypto import generate_key
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,21 @@ class StackState:
 
 
 def ensure_dev_env(env_file: Path = DEV_ENV_FILE) -> None:
-    """Write the embedded stack's settings once: a generated secrets key, and Tansu's limits."""
+    """Write the embedded stack's settings once: generated secrets, and Tansu's limits.
+
+    A file written by an earlier version gets the secrets it lacks appended (its own stay).
+    """
     if env_file.exists():
+        present = env_file.read_text()
+        if "WABRIDGE_INTERNAL_TOKEN=" not in present:
+            with env_file.open("a") as out:
+                out.write(f"WABRIDGE_INTERNAL_TOKEN={generate_token()}\n")
         return
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text(
         "# Written by `wabridge dev up` for the embedded development stack. Not for production.\n"
         f"WABRIDGE_SECRETS_KEY={generate_key()}\n"
+        f"WABRIDGE_INTERNAL_TOKEN={generate_token()}\n"
         "# Tansu (the development broker) cannot do InitProducerId, so no idempotent producer.\n"
         "WABRIDGE_KAFKA_IDEMPOTENT=false\n"
         "# Tansu keeps a stopped worker in the group until its session times out, and a restarted\n"

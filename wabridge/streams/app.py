@@ -42,6 +42,7 @@ from mode import CrashingSupervisor
 from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
+from wabridge.streams import internal_auth
 from wabridge.streams.topics import WORKER_GROUP, stage_topic_names
 from wabridge.streams.types import StageTable
 
@@ -128,6 +129,9 @@ def create_app(settings: Settings, **options: Any) -> faust.App:
         web_bind=settings.worker_host,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
+        # Every route but the probes needs the deployment token, Faust's own table and router
+        # views included: they stay available to an operator who holds it.
+        web_application_options={"middlewares": [internal_auth.middleware(settings)]},
         canonical_url=worker_url(settings),
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,

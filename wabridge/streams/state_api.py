@@ -10,12 +10,19 @@ Endpoints (JSON in, JSON out; 4xx with ``{"error": ...}`` on bad input):
 * ``GET  /state/mapping/{waId}?tenantId=``            mapping of a customer (404 unknown)
 * ``POST /state/mapping``                             idempotent create: ``{tenantId, waId, ...}``,
                                                       answered by the key's owner
-* ``GET  /state/conversation/{conversationId}``       mapping of a conversation
-* ``POST /state/message``                             track a message / status (forward only)
+* ``GET  /state/conversation/{conversationId}?tenantId=``  mapping of one of the tenant's conversations
+* ``POST /state/message``                             track a new message (its first status only)
 * ``GET  /state/message/{messageId}?tenantId=&direction=``
 * ``GET  /state/tables``                              this worker's tables: keys held, partitions
 * ``GET  /state/tables/{name}/{key}``                 one table entry, from the key's owner
-* ``GET  /healthz``, ``/readyz``, ``/metrics``
+* ``GET  /healthz``, ``/readyz``, ``/metrics``        (the only routes without the deployment token)
+
+Writes cannot suppress or fake a delivery (issue 16). The bridge generates every conversation id
+(a caller-chosen ``conversationId`` is refused), unique among a tenant's live mappings. A tracked
+message's later statuses, its Genesys id and its Meta id are the pipeline's: they move only on the
+evidence the pipeline acts on (Genesys's answer and receipts, Meta's status webhooks). So
+``POST /state/message`` records a message's first status (``received`` inbound, ``accepted``
+outbound) and never changes a row that exists. Every query names its tenant.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.exceptions import RedisError
 
 from wabridge.agents.context import StageContext
@@ -58,25 +65,31 @@ class _Body(BaseModel):
 
 
 class MappingRequest(_Body):
-    tenant_id: str = Field(alias="tenantId", min_length=1)
-    wa_id: str = Field(validation_alias=AliasChoices("waId", "customerId"), min_length=1)
-    bsuid: str | None = None
-    contact_name: str | None = Field(default=None, alias="contactName")
-    phone_number_id: str | None = Field(default=None, alias="phoneNumberId")
-    display_phone_number: str | None = Field(default=None, alias="displayPhoneNumber")
-    conversation_id: uuid.UUID | None = Field(default=None, alias="conversationId")
+    # The lengths are the columns' (conversation_mappings); a wa_id is the customer's phone number.
+    tenant_id: str = Field(alias="tenantId", min_length=1, max_length=255)
+    wa_id: str = Field(validation_alias=AliasChoices("waId", "customerId"), min_length=1, max_length=255)
+    bsuid: str | None = Field(default=None, max_length=255)
+    contact_name: str | None = Field(default=None, alias="contactName", max_length=255)
+    phone_number_id: str | None = Field(default=None, alias="phoneNumberId", max_length=50)
+    display_phone_number: str | None = Field(default=None, alias="displayPhoneNumber", max_length=50)
+
+    @model_validator(mode="after")
+    def _wa_id_fits(self) -> MappingRequest:
+        if self.wa_id != self.bsuid and len(self.wa_id) > 50:
+            raise ValueError("waId: a phone number has at most 50 characters (or give it as bsuid too)")
+        return self
+
+
+# The first status of each direction: the only one a caller of the State API may record.
+FIRST_STATUS: dict[Direction, MessageStatus] = {"inbound": MessageStatus.RECEIVED, "outbound": MessageStatus.ACCEPTED}
 
 
 class MessageRequest(_Body):
     tenant_id: str = Field(alias="tenantId", min_length=1)
-    message_id: str = Field(alias="messageId", min_length=1)
+    message_id: str = Field(alias="messageId", min_length=1, max_length=255)
     direction: Direction = "inbound"
-    status: MessageStatus = MessageStatus.RECEIVED
-    conversation_id: uuid.UUID | None = Field(default=None, alias="conversationId")
-    customer_id: str | None = Field(default=None, validation_alias=AliasChoices("customerId", "waId"))
-    meta_message_id: str | None = Field(default=None, alias="metaMessageId")
-    genesys_message_id: str | None = Field(default=None, alias="genesysMessageId")
-    error: Any = None
+    status: MessageStatus | None = None
+    customer_id: str | None = Field(default=None, validation_alias=AliasChoices("customerId", "waId"), max_length=255)
 
 
 def _customer_key(request: Request, customer_param: str) -> str:
@@ -218,7 +231,7 @@ class CreateMappingView(StateView):
         candidate = ConversationMapping(
             tenant_id=body.tenant_id,
             customer_id=body.wa_id,
-            conversation_id=body.conversation_id or uuid.uuid4(),
+            conversation_id=uuid.uuid4(),
             wa_id=None if body.wa_id == body.bsuid else body.wa_id,
             bsuid=body.bsuid,
             contact_name=body.contact_name,
@@ -242,6 +255,9 @@ class CreateMappingView(StateView):
 
 class ConversationView(StateView):
     async def get(self, request: Request, conversationId: str) -> Response:
+        tenant_id = request.query.get("tenantId")
+        if not tenant_id:
+            return _error(self, 400, "the tenantId query parameter is required")
         try:
             conversation_id = uuid.UUID(conversationId)
         except ValueError:
@@ -250,11 +266,11 @@ class ConversationView(StateView):
 
         async def answer() -> Response:
             customer = await ctx.cache.customer_of(conversation_id)
-            if customer is not None:
+            if customer is not None and customer[0] == tenant_id:
                 cached = await ctx.cache.get(*customer)
                 if cached is not None and cached.conversation_id == conversation_id:
                     return self.json({**cached.to_api(), "source": "redis"})
-            stored = await fetch_by_conversation(await ctx.pool(), conversation_id)
+            stored = await fetch_by_conversation(await ctx.pool(), tenant_id, conversation_id)
             if stored is None:
                 return _error(self, 404, "no such conversation")
             await ctx.cache.store(stored)
@@ -271,16 +287,21 @@ class TrackMessageView(StateView):
             return _error(self, 400, _validation_message(exc))
         except ValueError as exc:
             return _error(self, 400, str(exc))
+        first = FIRST_STATUS[body.direction]
+        if body.status not in (None, first):
+            return _error(
+                self,
+                422,
+                f"only a new message's first status ({first}) can be recorded here; later statuses come from "
+                "Meta's status webhooks and Genesys's answers and receipts",
+            )
+        # Rank 0: the upsert never changes a row that exists (statuses only move forward).
         tracked = Tracked(
             tenant_id=body.tenant_id,
             direction=body.direction,
             message_id=body.message_id,
-            status=body.status,
+            status=first,
             customer_id=body.customer_id,
-            conversation_id=body.conversation_id,
-            meta_message_id=body.meta_message_id,
-            genesys_message_id=body.genesys_message_id,
-            error=orjson.dumps(body.error).decode() if body.error is not None else None,
         )
 
         async def answer() -> Response:

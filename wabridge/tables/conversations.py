@@ -316,10 +316,14 @@ async def fetch_mapping(pool: asyncpg.Pool, tenant_id: str, customer_id: str) ->
     return ConversationMapping.from_row(row) if row else None
 
 
-async def fetch_by_conversation(pool: asyncpg.Pool, conversation_id: uuid.UUID) -> ConversationMapping | None:
-    """The live mapping of a conversation (not the tombstones it left behind)."""
+async def fetch_by_conversation(
+    pool: asyncpg.Pool, tenant_id: str, conversation_id: uuid.UUID
+) -> ConversationMapping | None:
+    """The tenant's live mapping of a conversation (not the tombstones it left behind)."""
     row = await pool.fetchrow(
-        "SELECT * FROM conversation_mappings WHERE conversation_id = $1 AND moved_to_customer_id IS NULL",
+        "SELECT * FROM conversation_mappings"
+        " WHERE tenant_id = $1 AND conversation_id = $2 AND moved_to_customer_id IS NULL",
+        tenant_id,
         conversation_id,
     )
     return ConversationMapping.from_row(row) if row else None
