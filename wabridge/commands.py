@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import click
-from aiohttp import web
 
 from wabridge.observability import configure_logging
 from wabridge.settings import Settings
@@ -16,16 +15,11 @@ from wabridge.settings import Settings
 @click.option("--port", type=int, help="Listen port (default: WABRIDGE_WEBHOOK_PORT)")
 def webhook(host: str | None, port: int | None) -> None:
     """The webhook edge: Meta and Genesys POST here."""
-    from wabridge.connectors.webhook import build_edge
+    from wabridge.connectors.webhook import serve_edge
 
     settings = Settings()
     configure_logging(settings.log_level)
-
-    async def app() -> web.Application:
-        application, _ = await build_edge(settings)
-        return application
-
-    web.run_app(app(), host=host or settings.webhook_host, port=port or settings.webhook_port, access_log=None)
+    asyncio.run(serve_edge(settings, host, port))
 
 
 @click.command()

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # for tens of seconds. 128 is ~4x what the edge holds at its measured ceiling (~330/s at ~0.1 s).
     webhook_max_in_flight: int = Field(default=128, ge=1)
     webhook_admission_wait_s: float = Field(default=0.25, ge=0)
+    # The edge's operations listener: /healthz, /readyz, /metrics. The webhook port serves only
+    # /webhook/*, so what Meta and Genesys reach shows no dependency, tenant or metric.
+    webhook_ops_host: str = "127.0.0.1"
+    webhook_ops_port: int = 3010
     worker_host: str = "127.0.0.1"
     worker_port: int = 3005
     # URL other workers use to reach this one's web server (table_route forwards there);

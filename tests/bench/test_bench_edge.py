@@ -50,7 +50,7 @@ def edge_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 def _wait_for_edge(own: IsolatedRun, run: subprocess.Popen[bytes], timeout_s: float) -> None:
-    url = f"http://{own.settings.webhook_host}:{own.settings.webhook_port}/healthz"
+    url = f"http://{own.settings.webhook_ops_host}:{own.settings.webhook_ops_port}/healthz"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert run.poll() is None, "`wabridge run --only webhook` exited"

@@ -84,7 +84,7 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
         verify = {"hub.mode": "subscribe", "hub.verify_token": "acme-verify-token", "hub.challenge": "42"}
         async with edge.session.get(edge.url + "/webhook/meta", params=verify) as response:
             assert (response.status, response.headers.get("Retry-After")) == (503, "1")
-        async with edge.session.get(edge.url + "/readyz") as response:
+        async with edge.session.get(edge.ops_url + "/readyz") as response:
             assert response.status == 503
             assert (await response.json())["dependencies"]["postgres"] is False
         await postgres_proxy.start()

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from wabridge.connectors import postgres, rabbitmq
-from wabridge.connectors.webhook import build_edge
+from wabridge.connectors.webhook import build_edge, build_ops
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook
 from wabridge.tenants import PhoneNumber, SecretBox, Tenant, TenantConfig, TenantSecrets, TenantStore
@@ -89,6 +89,7 @@ class RunningEdge:
     url: str
     settings: Settings
     session: aiohttp.ClientSession
+    ops_url: str = ""  # /healthz, /readyz, /metrics
 
     async def queued(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Every message waiting on this test's ``queue`` (taken off it)."""
@@ -119,15 +120,18 @@ async def drain(settings: Settings, queue_name: str, idle_s: float = 1.0) -> lis
 
 
 async def serve_edge(settings: Settings) -> AsyncIterator[RunningEdge]:
-    app, _ = await build_edge(settings)
-    runner = web.AppRunner(app)
+    app, deps = await build_edge(settings)
+    runner, ops = web.AppRunner(app), web.AppRunner(build_ops(deps))
     await runner.setup()
-    port = free_port()
+    await ops.setup()
+    port, ops_port = free_port(), free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(ops, "127.0.0.1", ops_port).start()
     try:
         async with aiohttp.ClientSession() as session:
-            yield RunningEdge(f"http://127.0.0.1:{port}", settings, session)
+            yield RunningEdge(f"http://127.0.0.1:{port}", settings, session, f"http://127.0.0.1:{ops_port}")
     finally:
+        await ops.cleanup()
         await runner.cleanup()
 
 

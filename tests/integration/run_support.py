@@ -18,7 +18,7 @@ from tests.integration.edge_fixtures import free_port
 from wabridge.connectors import kafka, postgres, rabbitmq
 from wabridge.settings import Settings
 
-_PORTS = ("webhook_port", "bridge_metrics_port", "worker_port", "sim_meta_port", "sim_genesys_port")
+_PORTS = ("webhook_port", "webhook_ops_port", "bridge_metrics_port", "worker_port", "sim_meta_port", "sim_genesys_port")
 
 
 @dataclass(frozen=True)

@@ -223,10 +223,10 @@ async def test_rabbitmq_unreachable_answers_503_and_leaves_nothing_half_done(edg
     )
     async for edge in serve_edge(cut_off):
         assert await post_meta(edge, webhook_body(InboundSpec(kind="text", wamid="wamid.LOST?"))) == 503
-        async with edge.session.get(edge.url + "/readyz") as response:
+        async with edge.session.get(edge.ops_url + "/readyz") as response:
             assert response.status == 503
             assert (await response.json())["dependencies"]["rabbitmq"] is False
-        async with edge.session.get(edge.url + "/metrics") as response:
+        async with edge.session.get(edge.ops_url + "/metrics") as response:
             metrics = await response.text()
         assert "wabridge_webhook_queue_unavailable 1.0" in metrics
         assert 'wabridge_webhook_requests_total{endpoint="meta",outcome="queue_unavailable"}' in metrics
@@ -245,7 +245,7 @@ async def test_s3_unreachable_still_queues_and_counts_what_was_not_archived(edge
         assert await post_meta(edge, webhook_body(InboundSpec(kind="text", wamid="wamid.NOS3"))) == 200
         [queued] = await edge.queued(INBOUND_WHATSAPP_MESSAGES)
         assert b"wamid.NOS3" in queued.body
-        async with edge.session.get(edge.url + "/metrics") as response:
+        async with edge.session.get(edge.ops_url + "/metrics") as response:
             metrics = await response.text()
         assert 'wabridge_webhook_archive_failures_total{tenant="acme"} 1.0' in metrics
 
@@ -294,13 +294,17 @@ async def test_genesys_webhook_signatures_and_dedupe(edge: RunningEdge) -> None:
 
 
 async def test_health_endpoints(edge: RunningEdge) -> None:
-    async with edge.session.get(edge.url + "/healthz") as response:
+    # The public webhook port serves /webhook/* only; probes and metrics are on the operations port.
+    for path in ("/healthz", "/readyz", "/metrics", "/"):
+        async with edge.session.get(edge.url + path) as response:
+            assert response.status == 404, path
+    async with edge.session.get(edge.ops_url + "/healthz") as response:
         assert response.status == 200
-    async with edge.session.get(edge.url + "/readyz") as response:
+    async with edge.session.get(edge.ops_url + "/readyz") as response:
         assert response.status == 200
         assert (await response.json())["dependencies"] == {"rabbitmq": True, "redis": True, "postgres": True}
     await post_meta(edge, webhook_body(InboundSpec(kind="text")))
-    async with edge.session.get(edge.url + "/metrics") as response:
+    async with edge.session.get(edge.ops_url + "/metrics") as response:
         metrics = await response.text()
     assert 'wabridge_webhook_requests_total{endpoint="meta",outcome="queued"}' in metrics
     assert "wabridge_webhook_latency_seconds_bucket" in metrics

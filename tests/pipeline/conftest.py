@@ -38,6 +38,7 @@ from wabridge.simulators import (
     MetaSimulator,
 )
 from wabridge.simulators.customer import CustomerDriver, InboundSpec
+from wabridge.streams import internal_auth
 from wabridge.streams.app import changelog_topic_names
 from wabridge.streams.topics import DEAD_LETTER_SUFFIX, QUEUES
 from wabridge.streams.worker import build_worker
@@ -227,6 +228,7 @@ def pipeline_settings(provisioned: Settings, tmp_path: Path) -> Settings:
             "kafka_rebalance_timeout_s": 5.0,
             "kafka_commit_interval_s": 0.5,
             "webhook_port": free_port(),
+            "webhook_ops_port": free_port(),
             "worker_port": free_port(),
             "bridge_metrics_port": free_port(),
             "state_dir": tmp_path / "state",
@@ -272,7 +274,9 @@ async def pipeline(pipeline_settings: Settings, tmp_path: Path) -> AsyncIterator
     async with (
         MetaSimulator(meta_config, seed=11).serve() as meta,
         GenesysSimulator(genesys_config, seed=11).serve() as genesys,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), headers=internal_auth.authorization(settings)
+        ) as http,
     ):
         await save_tenants(settings, *(t.tenant(meta.url, genesys.url) for t in TENANTS))
         env = settings_env(settings)
@@ -297,7 +301,7 @@ async def pipeline(pipeline_settings: Settings, tmp_path: Path) -> AsyncIterator
 
 async def _healthy(http: aiohttp.ClientSession, settings: Settings) -> bool:
     try:
-        async with http.get(f"http://127.0.0.1:{settings.webhook_port}/readyz") as edge:
+        async with http.get(f"http://127.0.0.1:{settings.webhook_ops_port}/readyz") as edge:
             if edge.status != 200:
                 return False
         async with http.get(f"http://127.0.0.1:{settings.worker_port}/router/") as router:

@@ -186,7 +186,11 @@ async def test_hostile_webhooks_get_a_clear_answer_and_stop_nothing(pipeline: Pi
             if a.body["channel"]["from"]["id"] == customer and str(a.body.get("text", "")).startswith("after ")
         ]
         assert texts == [f"after {customer} #{n}" for n in range(2)], f"seed {SEED}: {customer}"
-    for port in (pipeline.settings.webhook_port, pipeline.settings.bridge_metrics_port, pipeline.settings.worker_port):
+    for port in (
+        pipeline.settings.webhook_ops_port,
+        pipeline.settings.bridge_metrics_port,
+        pipeline.settings.worker_port,
+    ):
         await wait_for(lambda port=port: ready(pipeline, port), 30, f"port {port} ready", pipeline)
     assert all(p.proc is not None and p.proc.poll() is None for p in pipeline.processes.values()), pipeline.states()
     # What could not be used is on error-events, each record saying whose it was.

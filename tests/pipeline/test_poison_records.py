@@ -97,5 +97,5 @@ async def test_poison_records_are_routed_and_tracked_and_everyone_else_flows(pip
         assert routed[wamid]["reason"]
         assert routed[wamid]["value"], "the original record is kept for a redrive"
     assert await ready(pipeline, pipeline.settings.worker_port)
-    assert await ready(pipeline, pipeline.settings.webhook_port)
+    assert await ready(pipeline, pipeline.settings.webhook_ops_port)
     assert all(p.proc is not None and p.proc.poll() is None for p in pipeline.processes.values())

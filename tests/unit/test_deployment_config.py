@@ -29,7 +29,9 @@ WABRIDGE_NAME = re.compile(rf"\b{PREFIX}[A-Z0-9_]+\b")
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 # The long-running wabridge processes and the port each answers /healthz on inside its container.
-PROCESS_HEALTH_PORTS = {"webhook": 3009, "bridge": 3011, "worker": 3005}
+PROCESS_HEALTH_PORTS = {"webhook": 3010, "bridge": 3011, "worker": 3005}
+# What each process publishes on the host: the edge its webhook port, nothing else of ours.
+PUBLISHED = {"webhook": ["3009:3009"]}
 # Inside a container a process must listen on every interface to be reachable at all.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
@@ -165,7 +167,9 @@ def test_each_process_environment_builds_the_production_settings(name: str, monk
     # Listening on every interface, on the ports the healthchecks probe.
     assert settings.webhook_host == ALL_INTERFACES
     assert settings.worker_host == ALL_INTERFACES
-    assert settings.webhook_port == PROCESS_HEALTH_PORTS["webhook"]
+    assert settings.webhook_port == 3009
+    assert settings.webhook_ops_port == PROCESS_HEALTH_PORTS["webhook"]
+    assert settings.webhook_ops_host == ALL_INTERFACES
     assert settings.worker_port == PROCESS_HEALTH_PORTS["worker"]
     assert settings.bridge_metrics_port == PROCESS_HEALTH_PORTS["bridge"]
     # Secrets come from the env file, never from the defaults meant for the embedded stack.
@@ -174,6 +178,12 @@ def test_each_process_environment_builds_the_production_settings(name: str, monk
     defaults = Settings.model_fields
     for field in ("postgres_dsn", "rabbitmq_url", "s3_access_key", "s3_secret_key"):
         assert getattr(settings, field) != defaults[field].default, field
+
+
+def test_only_the_webhook_port_is_published() -> None:
+    for name, service in wabridge_services(load_compose()).items():
+        ports = [str(p).split("  #")[0] for p in service.get("ports", [])]
+        assert ports == PUBLISHED.get(name, []), name
 
 
 def test_the_worker_runs_two_replicas() -> None:

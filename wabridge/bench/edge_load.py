@@ -66,7 +66,7 @@ async def run_edge_bench(
     urls = StackUrls.of(settings)
     connector = aiohttp.TCPConnector(limit=max_in_flight)
     async with aiohttp.ClientSession(connector=connector) as session:
-        needed = {"webhook edge": urls.edge}
+        needed = {"webhook edge": urls.edge_ops}
         if shape.tenants > 1 and not tenant_ids:
             needed["Meta simulator"] = urls.meta
         await require_healthy(session, needed)

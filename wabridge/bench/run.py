@@ -46,6 +46,7 @@ FIND_MAX_COOLDOWN_S = 5.0
 @dataclass(frozen=True)
 class StackUrls:
     edge: str
+    edge_ops: str  # the edge's /healthz, /readyz, /metrics
     genesys: str
     meta: str
     worker: str
@@ -54,6 +55,7 @@ class StackUrls:
     def of(cls, settings: Settings) -> StackUrls:
         return cls(
             edge=f"http://{settings.webhook_host}:{settings.webhook_port}",
+            edge_ops=f"http://{settings.webhook_ops_host}:{settings.webhook_ops_port}",
             genesys=f"http://{settings.sim_genesys_host}:{settings.sim_genesys_port}",
             meta=f"http://{settings.sim_meta_host}:{settings.sim_meta_port}",
             worker=f"http://{settings.worker_host}:{settings.worker_port}",
@@ -141,8 +143,10 @@ class PreparedStack:
     tenants: list[BenchTenant]
 
 
-# The components a run may need, by their StackUrls field, as the health check names them.
+# The components a run may need, by their StackUrls field, as the health check names them, and
+# the field of the URL that answers their /healthz.
 _COMPONENT_NAMES = {"edge": "webhook edge", "genesys": "Genesys simulator", "meta": "Meta simulator"}
+_HEALTH_URLS = {"edge": "edge_ops", "genesys": "genesys", "meta": "meta"}
 
 
 @contextlib.asynccontextmanager
@@ -155,7 +159,7 @@ async def prepared_stack(
     urls = StackUrls.of(settings)
     connector = aiohttp.TCPConnector(limit=options.max_in_flight)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await require_healthy(session, {_COMPONENT_NAMES[field]: getattr(urls, field) for field in needed})
+        await require_healthy(session, {_COMPONENT_NAMES[f]: getattr(urls, _HEALTH_URLS[f]) for f in needed})
         tenants = await provision_or_load(settings, session, options, urls)
         knobs = GenesysKnobs(session, urls.genesys)
         try:

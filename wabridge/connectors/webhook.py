@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -396,13 +397,6 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
             web.get("/webhook/meta", edge.verify),
             web.post("/webhook/meta", edge.receive_meta),
             web.post("/webhook/genesys", edge.receive_genesys),
-            *health_routes(
-                {
-                    "rabbitmq": deps.publisher.healthy,
-                    "redis": lambda: _redis_ping(redis),
-                    "postgres": lambda: _pg_ping(pool),
-                }
-            ),
         ]
     )
 
@@ -415,6 +409,43 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
 
     app.on_cleanup.append(close)
     return app, deps
+
+
+def build_ops(deps: EdgeDeps) -> web.Application:
+    """The edge's operations listener (``webhook_ops_port``): ``/healthz``, ``/readyz``, ``/metrics``."""
+    app = web.Application()
+    checks = {
+        "rabbitmq": deps.publisher.healthy,
+        "redis": lambda: _redis_ping(deps.redis),
+        "postgres": lambda: _pg_ping(deps.pool),
+    }
+    app.add_routes(health_routes(checks))
+    return app
+
+
+async def serve_edge(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the edge: webhooks on ``webhook_port``, operations on ``webhook_ops_port``, until SIGTERM/SIGINT."""
+    app, deps = await build_edge(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    runners = []
+    try:
+        for application, bind, listen in (
+            (build_ops(deps), settings.webhook_ops_host, settings.webhook_ops_port),
+            (app, host or settings.webhook_host, port or settings.webhook_port),
+        ):
+            runner = web.AppRunner(application, access_log=None)
+            runners.append(runner)
+            await runner.setup()
+            await web.TCPSite(runner, bind, listen).start()
+        log.info("webhook edge listening on %s:%s", host or settings.webhook_host, port or settings.webhook_port)
+        await stopping.wait()
+    finally:
+        # The webhook listener stops first (its cleanup closes the shared dependencies).
+        for runner in reversed(runners):
+            await runner.cleanup()
 
 
 async def _redis_ping(redis: aioredis.Redis) -> bool:

@@ -187,10 +187,11 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-# Processes that `wabridge run` supervises, and where each answers /healthz.
+# Processes that `wabridge run` supervises, and where each answers /healthz (the edge: its
+# operations listener; its webhook port serves only /webhook/*).
 def process_endpoints(settings: Settings) -> dict[str, str]:
     return {
-        "webhook": f"http://{settings.webhook_host}:{settings.webhook_port}",
+        "webhook": f"http://{settings.webhook_ops_host}:{settings.webhook_ops_port}",
         "bridge": f"http://127.0.0.1:{settings.bridge_metrics_port}",
         "worker": f"http://{settings.worker_host}:{settings.worker_port}",
         "sim_meta": f"http://{settings.sim_meta_host}:{settings.sim_meta_port}",
