@@ -13,7 +13,7 @@ from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
 from wabridge.simulators import GenesysClient as SimulatedOAuthClient
 from wabridge.simulators import GenesysIntegration, GenesysSimConfig, GenesysSimulator
-from wabridge.tenants import Tenant, TenantConfig, TenantSecrets
+from wabridge.tenants import SecretBox, Tenant, TenantConfig, TenantSecrets
 
 GENESYS_CLIENT_A = "client-a"
 GENESYS_SECRET_A = "client-secret-a"
@@ -114,7 +114,9 @@ async def delivery_redis(isolated_settings: Settings) -> AsyncIterator[aioredis.
 
 @pytest.fixture
 async def genesys_auth(delivery_redis: aioredis.Redis, isolated_settings: Settings) -> AsyncIterator[GenesysAuth]:
-    auth = GenesysAuth(delivery_redis, isolated_settings, login_timeout_s=5.0)
+    auth = GenesysAuth(
+        delivery_redis, SecretBox.from_settings(isolated_settings), isolated_settings, login_timeout_s=5.0
+    )
     try:
         yield auth
     finally:

@@ -15,7 +15,6 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from tests.delivery.conftest import (
     GENESYS_CLIENT_A,
@@ -46,7 +45,6 @@ from wabridge.streams import internal_auth
 from wabridge.streams.app import create_app
 from wabridge.streams.auth_api import register_auth_api
 from wabridge.tenants import SecretBox, Tenant, TenantStore
-from wabridge.tenants.crypto import generate_key
 from wabridge.transforms import to_open_messages
 
 WA_ID = "16505551234"
@@ -93,6 +91,19 @@ SLOW_LOGIN = FaultPlan(latency=Latency(kind="fixed", ms=200))
 # --- tokens -----------------------------------------------------------------------------------
 
 
+def auth_for(redis: aioredis.Redis, settings: Settings) -> GenesysAuth:
+    """Another process's ``GenesysAuth`` over the same Redis and keyring."""
+    return GenesysAuth(redis, SecretBox.from_settings(settings), settings)
+
+
+def cached_token(raw: bytes, settings: Settings) -> str:
+    """The token in a ``tenant:{id}:oauth:token`` entry, which never holds it in clear."""
+    document = orjson.loads(raw)
+    token = SecretBox.from_settings(settings).decrypt(document["token"])
+    assert token.encode() not in raw
+    return token
+
+
 async def test_token_is_cached_in_redis_for_expires_in_minus_300_s(
     genesys_sim: GenesysSimulator,
     genesys_auth: GenesysAuth,
@@ -103,16 +114,17 @@ async def test_token_is_cached_in_redis_for_expires_in_minus_300_s(
     token = await genesys_auth.token(genesys_tenant_a)
 
     key = isolated_settings.redis_key("tenant:acme:oauth:token")
-    cached = orjson.loads(await delivery_redis.get(key))
+    raw = await delivery_redis.get(key)
+    cached = orjson.loads(raw)
     ttl_ms = await delivery_redis.pttl(key)
-    assert cached["accessToken"] == token
+    assert cached_token(raw, isolated_settings) == token
     assert 86_100_000 - 60_000 < ttl_ms <= 86_100_000
     assert abs(cached["expiresAt"] - (time.time() + 86_400)) < 60
     assert await genesys_auth.token(genesys_tenant_a) == token
     assert logins(genesys_sim) == 1
 
     # Another worker finds it in Redis and does not log in.
-    other = GenesysAuth(delivery_redis, isolated_settings)
+    other = auth_for(delivery_redis, isolated_settings)
     try:
         assert await other.token(genesys_tenant_a) == token
     finally:
@@ -145,8 +157,8 @@ async def test_two_workers_on_a_cold_cache_cause_one_login(
     genesys_sim.set_faults("client", GENESYS_CLIENT_A, SLOW_LOGIN)
     # Each "worker" with its own Redis connection and its own HTTP pool, as two processes would have.
     redis_two = aioredis.from_url(isolated_settings.redis_url)
-    worker_one = GenesysAuth(delivery_redis, isolated_settings)
-    worker_two = GenesysAuth(redis_two, isolated_settings)
+    worker_one = auth_for(delivery_redis, isolated_settings)
+    worker_two = auth_for(redis_two, isolated_settings)
     try:
         tokens = await asyncio.gather(
             *(worker.token(genesys_tenant_a) for _ in range(25) for worker in (worker_one, worker_two))
@@ -220,7 +232,7 @@ async def test_without_redis_tokens_still_come_once_per_process(
     genesys_sim: GenesysSimulator, genesys_tenant_a: Tenant, isolated_settings: Settings
 ) -> None:
     down = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5, socket_timeout=0.5)
-    auth = GenesysAuth(down, isolated_settings)
+    auth = auth_for(down, isolated_settings)
     try:
         tokens = await asyncio.gather(*(auth.token(genesys_tenant_a) for _ in range(10)))
     finally:
@@ -298,7 +310,7 @@ async def test_a_revoked_token_is_refreshed_once_for_many_concurrent_sends(
 async def test_a_token_another_worker_refreshed_is_picked_up_without_a_login(
     genesys_sim: GenesysSimulator, genesys_tenant_a: Tenant, isolated_settings: Settings, delivery_redis: aioredis.Redis
 ) -> None:
-    auth_one, auth_two = GenesysAuth(delivery_redis, isolated_settings), GenesysAuth(delivery_redis, isolated_settings)
+    auth_one, auth_two = auth_for(delivery_redis, isolated_settings), auth_for(delivery_redis, isolated_settings)
     one, two = GenesysClient(auth_one), GenesysClient(auth_two)
     try:
         await one.send_inbound_message(genesys_tenant_a, message_body(genesys_tenant_a.id, "wamid.1"))
@@ -465,7 +477,7 @@ async def genesys_auth_api_url(
     isolated_settings: Settings, genesys_sim: GenesysSimulator, delivery_redis: aioredis.Redis
 ) -> AsyncIterator[str]:
     """A worker's Faust web app with only the auth view, over a tenant directory in this test's schema."""
-    settings = isolated_settings.model_copy(update={"secrets_key": SecretStr(generate_key())})
+    settings = isolated_settings
     async with AsyncExitStack() as cleanup:
         cleanup.push_async_callback(postgres.drop_schema, settings)
         await postgres.migrate(settings)
@@ -482,7 +494,7 @@ async def genesys_auth_api_url(
             return directory
 
         app = create_app(settings)
-        auth = GenesysAuth(delivery_redis, settings)
+        auth = auth_for(delivery_redis, settings)
         cleanup.push_async_callback(auth.close)
         register_auth_api(app, auth, tenant_directory)
         yield await cleanup.enter_async_context(serve_app(app.web.web_app, "127.0.0.1", 0))
@@ -516,8 +528,8 @@ async def test_auth_token_view(
 
         # One login, the token the stage agents find in Redis, and one Genesys accepts.
         assert logins(genesys_sim, GENESYS_CLIENT_A) == 1
-        cached = orjson.loads(await delivery_redis.get(isolated_settings.redis_key("tenant:acme:oauth:token")))
-        assert cached["accessToken"] == body["access_token"]
+        raw = await delivery_redis.get(isolated_settings.redis_key("tenant:acme:oauth:token"))
+        assert cached_token(raw, isolated_settings) == body["access_token"]
         url = f"{genesys_sim.url}/api/v2/conversations/messages/{GENESYS_INTEGRATION_A}/inbound/open/message"
         headers = {"Authorization": f"Bearer {body['access_token']}"}
         async with http.post(url, json=message_body("acme", "wamid.via-auth-api"), headers=headers) as response:

@@ -289,7 +289,7 @@ async def pipeline(pipeline_settings: Settings, tmp_path: Path) -> AsyncIterator
             process.start()
         running = Pipeline(settings, meta, genesys, http, processes)
         try:
-            await wait_for(lambda: _healthy(http, settings), 90, "the edge and the worker to be ready", running)
+            await wait_for(lambda: stack_ready(http, settings), 90, "the edge and the worker to be ready", running)
             yield running
         finally:
             for process in processes.values():
@@ -299,7 +299,7 @@ async def pipeline(pipeline_settings: Settings, tmp_path: Path) -> AsyncIterator
             await kafka.delete_topics(settings, changelog_topic_names(build_worker(settings)))
 
 
-async def _healthy(http: aiohttp.ClientSession, settings: Settings) -> bool:
+async def stack_ready(http: aiohttp.ClientSession, settings: Settings) -> bool:
     try:
         async with http.get(f"http://127.0.0.1:{settings.webhook_ops_port}/readyz") as edge:
             if edge.status != 200:

@@ -4,6 +4,7 @@ Worker attacks run a real ``wabridge worker`` process (the state suite's fixture
 real edge application over this test's schema and Redis keys.
 """
 
+from tests.pipeline.conftest import pipeline, pipeline_settings  # noqa: F401 - fixtures
 from tests.state.conftest import (  # noqa: F401 - fixtures, re-exported for this package
     clean_changelogs,
     http,

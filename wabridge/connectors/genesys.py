@@ -1,7 +1,8 @@
 """The Genesys Cloud edge: per-tenant OAuth tokens and the Open Messaging inbound API.
 
 ``GenesysAuth`` is the seed's Auth Service. One client-credentials token per tenant, cached in Redis
-under ``tenant:{id}:oauth:token`` (TTL ``expires_in - 300`` s) and for a short while in-process.
+under ``tenant:{id}:oauth:token`` (TTL ``expires_in - 300`` s), encrypted like every credential
+(``SecretBox``), and for a short while in-process.
 Refreshes are single-flight twice over: the tasks of one process share one refresh, and across
 worker processes a Redis lock (``tenant:{id}:oauth:lock``) lets one holder call the login host
 while the others poll the token key. ``invalidate`` drops a token only if it is still the cached
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import random
 import re
@@ -45,9 +47,9 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
-from wabridge.errors import PermanentError, TenantHeld, TransientError, retry_after_seconds
+from wabridge.errors import ConfigurationError, PermanentError, TenantHeld, TransientError, retry_after_seconds
 from wabridge.settings import Settings
-from wabridge.tenants import Tenant
+from wabridge.tenants import SecretBox, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ _INVALIDATE_IF_CURRENT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local ok, doc = pcall(cjson.decode, current)
-if not ok or type(doc) ~= 'table' or doc['accessToken'] == ARGV[1] then
+if not ok or type(doc) ~= 'table' or doc['fingerprint'] == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -96,6 +98,12 @@ _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def _fingerprint(token: str) -> str:
+    """SHA-256 of a token: lets Redis compare a refused token with the cached one without holding it
+    in clear (the cached token itself is encrypted)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def genesys_session(max_connections: int = 256) -> aiohttp.ClientSession:
@@ -161,6 +169,7 @@ class GenesysAuth:
     def __init__(
         self,
         redis: aioredis.Redis,
+        box: SecretBox,
         settings: Settings,
         *,
         http: aiohttp.ClientSession | None = None,
@@ -168,6 +177,7 @@ class GenesysAuth:
         local_ttl_s: float = 30.0,
     ) -> None:
         self._redis = redis
+        self._box = box
         self._settings = settings
         self._http = http
         self._owns_http = http is None
@@ -205,7 +215,7 @@ class GenesysAuth:
         if local is not None and local.token.value == token:
             del self._local[tenant.id]
         try:
-            await self._invalidate_script(keys=[self._token_key(tenant.id)], args=[token])
+            await self._invalidate_script(keys=[self._token_key(tenant.id)], args=[_fingerprint(token)])
         except RedisError as exc:
             log.warning("redis unavailable, tenant %s token not invalidated there: %s", tenant.id, exc)
 
@@ -285,8 +295,10 @@ class GenesysAuth:
             return None
         try:
             data = orjson.loads(document)
-            token = AccessToken(value=str(data["accessToken"]), expires_at=float(data["expiresAt"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            value = self._box.decrypt(str(data["token"]))
+            token = AccessToken(value=value, expires_at=float(data["expiresAt"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ConfigurationError):
+            # Another format, or a key no longer in the ring: log in again rather than fail.
             log.warning("tenant %s: unreadable cached token ignored", tenant_id)
             return None
         self._remember(tenant_id, token, ttl_ms)
@@ -312,7 +324,13 @@ class GenesysAuth:
     async def _refresh(self, tenant: Tenant) -> AccessToken:
         token, expires_in = await self._login(tenant)
         ttl_ms = cache_ttl_ms(expires_in)
-        document = orjson.dumps({"accessToken": token.value, "expiresAt": token.expires_at})
+        document = orjson.dumps(
+            {
+                "token": self._box.encrypt(token.value),
+                "fingerprint": _fingerprint(token.value),
+                "expiresAt": token.expires_at,
+            }
+        )
         try:
             await self._redis.set(self._token_key(tenant.id), document, px=ttl_ms)
         except RedisError as exc:

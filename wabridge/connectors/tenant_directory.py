@@ -140,11 +140,23 @@ def plausible_id(value: str) -> bool:
     return 0 < len(value) <= _MAX_ID_CHARS and value.isprintable()
 
 
-async def invalidate_cached(settings: Settings, tenant: Tenant) -> None:
-    """Forget a tenant's cached entries after a change, so edges see it within ``local_ttl_s``."""
+def cached_keys(settings: Settings, tenant: Tenant) -> list[str]:
+    """Every Redis key that caches something of ``tenant``: its configuration (credentials
+    encrypted), its phone numbers' owner entries, its WhatsApp and Genesys access tokens."""
+    keys = [settings.redis_key(f"tenant:{tenant.id}:{name}") for name in ("config", "whatsapp:token", "oauth:token")]
+    return keys + [settings.redis_key(f"tenant:phone:{p.phone_number_id}") for p in tenant.phone_numbers]
+
+
+async def invalidate_cached(settings: Settings, *versions: Tenant) -> None:
+    """Forget a tenant's cached entries after a change, so edges see it within ``local_ttl_s``.
+
+    Given the tenant before and after, a phone number it no longer has stops routing to it too.
+    """
+    if not versions:
+        return
+    tenant = versions[-1]
     redis = redis_client.client(settings)
-    keys = [settings.redis_key(f"tenant:{tenant.id}:config")]
-    keys += [settings.redis_key(f"tenant:phone:{p.phone_number_id}") for p in tenant.phone_numbers]
+    keys = sorted({key for version in versions for key in cached_keys(settings, version)})
     try:
         await redis.delete(*keys)
     except RedisError as exc:

@@ -37,7 +37,7 @@ def build_worker(settings: Settings) -> faust.App:
     ctx = StageContext(app, settings)
     prepare = register_prepare(app, ctx)
     conversations = prepare.conversations
-    auth = GenesysAuth(ctx.redis, settings)
+    auth = GenesysAuth(ctx.redis, ctx.box, settings)
     genesys = GenesysClient(auth)
     register_deliver(app, ctx, genesys, conversations)
     outbound = register_outbound(app, ctx, genesys, conversations)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from wabridge.tenants.models import (
     TenantSecrets,
     mask_secret,
 )
-from wabridge.tenants.store import TenantStore, merge_phone_numbers
+from wabridge.tenants.store import TenantNotFound, TenantStore, merge_phone_numbers
 
 T = TypeVar("T")
 
@@ -37,10 +38,16 @@ def _run(work: Callable[[TenantStore], Awaitable[T]], *, changes: str | None = N
         pool = await postgres.connect(settings, min_size=1, max_size=2)
         try:
             store = TenantStore(pool, box)
+            before = None
+            if changes is not None:
+                with contextlib.suppress(TenantNotFound):
+                    before = await store.get(changes)
             result = await work(store)
             if changes is not None:
-                # The edges' caches must not keep serving the old version of the tenant.
-                await invalidate_cached(settings, await store.get(changes))
+                # The edges' caches must not keep serving the old version of the tenant (nor route
+                # a phone number it gave up).
+                after = await store.get(changes)
+                await invalidate_cached(settings, *([before] if before else []), after)
             return result
         finally:
             await pool.close()
@@ -141,6 +148,26 @@ def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], **options: An
     )
     _run(lambda store: store.upsert(tenant), changes=tenant_id)
     click.echo(f"tenant {tenant_id} saved")
+
+
+@tenants.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every stored tenant secret with the first key of WABRIDGE_SECRETS_KEY.
+
+    Run it after putting a new key first in WABRIDGE_SECRETS_KEY (old keys after it) on every
+    process; afterwards the old keys can be removed. Cached encrypted copies in Redis are dropped.
+    """
+
+    async def work(store: TenantStore) -> tuple[int, int, int]:
+        rewritten, current = await store.rotate_secrets()
+        every = await store.list()
+        settings = Settings()
+        for tenant in every:
+            await invalidate_cached(settings, tenant)
+        return rewritten, current, len(every)
+
+    rewritten, current, count = _run(work)
+    click.echo(f"{rewritten} tenants re-encrypted, {current} already under the current key; caches of {count} cleared")
 
 
 @tenants.command("list")

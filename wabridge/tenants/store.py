@@ -67,6 +67,35 @@ class TenantStore:
                 self._encrypt(tenant.secrets),
             )
 
+    async def rotate_secrets(self) -> tuple[int, int]:
+        """Re-encrypt every tenant's credentials with the keyring's first key, in one transaction.
+
+        Returns (tenants rewritten, tenants already current). A credential no key decrypts stops
+        the rotation with nothing changed (``ConfigurationError``).
+        """
+        rewritten = current = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT tenant_id, credentials FROM tenant_credentials ORDER BY tenant_id FOR UPDATE"
+            )
+            for row in rows:
+                stored = row["credentials"]
+                data: dict[str, str] = orjson.loads(stored) if isinstance(stored, str) else dict(stored)
+                if all(self._box.is_current(data[name]) for name in SECRET_FIELDS):
+                    current += 1
+                    continue
+                try:
+                    rotated = {name: self._box.rotate(data[name]) for name in SECRET_FIELDS}
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"tenant {row['tenant_id']}: {exc}") from exc
+                await conn.execute(
+                    "UPDATE tenant_credentials SET credentials = $2::jsonb, updated_at = NOW() WHERE tenant_id = $1",
+                    row["tenant_id"],
+                    orjson.dumps(rotated).decode(),
+                )
+                rewritten += 1
+        return rewritten, current
+
     async def get(self, tenant_id: str) -> Tenant:
         tenants = await self._load("WHERE t.id = $1", tenant_id)
         if not tenants:
