@@ -57,3 +57,15 @@ def keyed_hash(value: str, key: bytes, *, length: int = 16) -> str:
         raise ValueError("keyed_hash needs a non-empty key")
     digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
     return digest[:length]
+
+
+def loggable(value: object, limit: int = 80) -> str:
+    """An untrusted value (an id from a request not yet authenticated) made safe for one log line.
+
+    Control characters, newlines included, and non-ASCII are escaped, so a value cannot forge a
+    line or a field; anything past ``limit`` characters is cut.
+    """
+    text = str(value)
+    cut = len(text) > limit
+    escaped = text[:limit].encode("unicode_escape").decode("ascii")
+    return escaped + "..." if cut else escaped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
@@ -15,6 +16,33 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 
 class NotReady(Exception):
     """Raised by a readiness check to say why it is not ready; ``/readyz`` reports the reason."""
+
+
+class ThrottledLog:
+    """Lines that anyone on the internet can cause (refused webhooks): at most one per kind a period.
+
+    A flood of refused requests must not become a flood of log lines (disk, and the operator's
+    attention). The first of each kind (its format string) is logged; the others within
+    ``period_s`` are counted, and the next one logged says how many there were. Every refusal is
+    also in a metric, so nothing goes uncounted.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING, period_s: float = 10.0) -> None:
+        self._logger = logger
+        self._level = level
+        self._period_s = period_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def log(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(message, (float("-inf"), 0))
+        if now - last < self._period_s:
+            self._last[message] = (last, suppressed + 1)
+            return
+        self._last[message] = (now, 0)
+        if suppressed:
+            message += f" ({suppressed} more like it in the last {self._period_s:g} s not logged)"
+        self._logger.log(self._level, message, *args)
 
 
 def configure_logging(level: str) -> None:

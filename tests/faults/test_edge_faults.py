@@ -21,6 +21,7 @@ from tests.integration.edge_fixtures import (
 from tests.services import TcpProxy
 from wabridge.simulators.customer import InboundSpec, sign_webhook
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
+from wabridge.tenants import PhoneNumber
 
 
 async def post(edge: RunningEdge, body: bytes) -> tuple[int, str | None, float]:
@@ -72,14 +73,19 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
         f":{postgres_proxy.target_port}/", f":{postgres_proxy.port}/"
     )
     settings = edge_settings.model_copy(update={"postgres_dsn": SecretStr(dsn)})
-    await save_tenants(settings, make_tenant())
+    tenant = make_tenant()
+    second = PhoneNumber(phone_number_id="106540352242955", display_phone_number="15550783955")
+    await save_tenants(settings, tenant.model_copy(update={"phone_numbers": (*tenant.phone_numbers, second)}))
     async for edge in serve_edge(settings):
-        # A number the edge has not looked up yet: only PostgreSQL can say whose it is.
         assert (await post(edge, webhook_body(InboundSpec(kind="text", wa_id="16504440001", text="a"))))[0] == 200
         await postgres_proxy.cut()
-        unknown = webhook_body(InboundSpec(kind="text", wa_id="16504440002", text="b"), phone_number_id="999000111")
-        status, retry_after, _ = await post(edge, unknown)
+        # The tenant's other number, not looked up yet: only PostgreSQL can give its tenant.
+        other = webhook_body(InboundSpec(kind="text", wa_id="16504440002", text="b"), phone_number_id="106540352242955")
+        status, retry_after, _ = await post(edge, other)
         assert (status, retry_after) == (503, "1")
+        # A number nobody owns needs no round trip: refused at once, PostgreSQL down or not.
+        unknown = webhook_body(InboundSpec(kind="text", wa_id="16504440003", text="c"), phone_number_id="999000111")
+        assert (await post(edge, unknown))[0] == 404
         # Meta's verify handshake needs the tenants too: "retry", not a 500.
         verify = {"hub.mode": "subscribe", "hub.verify_token": "acme-verify-token", "hub.challenge": "42"}
         async with edge.session.get(edge.url + "/webhook/meta", params=verify) as response:
@@ -89,11 +95,11 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
             assert (await response.json())["dependencies"]["postgres"] is False
         await postgres_proxy.start()
         for _ in range(50):
-            status, _, _ = await post(edge, unknown)
+            status, _, _ = await post(edge, other)
             if status != 503:
                 break
             await asyncio.sleep(0.2)
-        assert status == 404  # PostgreSQL answers again: nobody owns that number
+        assert status == 200  # PostgreSQL answers again: the message is taken
         async with edge.session.get(edge.url + "/webhook/meta", params=verify) as response:
             assert (response.status, await response.text()) == (200, "42")
         break

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from wabridge.connectors import postgres, rabbitmq
-from wabridge.connectors.webhook import build_edge, build_ops
+from wabridge.connectors import archive, postgres, rabbitmq, s3
+from wabridge.connectors.webhook import EdgeDeps, build_edge, build_ops
 from wabridge.settings import Settings
-from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook
+from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
 from wabridge.tenants import PhoneNumber, SecretBox, Tenant, TenantConfig, TenantSecrets, TenantStore
 from wabridge.tenants.crypto import generate_key
 
@@ -90,6 +90,7 @@ class RunningEdge:
     settings: Settings
     session: aiohttp.ClientSession
     ops_url: str = ""  # /healthz, /readyz, /metrics
+    deps: EdgeDeps | None = None
 
     async def queued(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Every message waiting on this test's ``queue`` (taken off it)."""
@@ -129,7 +130,7 @@ async def serve_edge(settings: Settings) -> AsyncIterator[RunningEdge]:
     await web.TCPSite(ops, "127.0.0.1", ops_port).start()
     try:
         async with aiohttp.ClientSession() as session:
-            yield RunningEdge(f"http://127.0.0.1:{port}", settings, session, f"http://127.0.0.1:{ops_port}")
+            yield RunningEdge(f"http://127.0.0.1:{port}", settings, session, f"http://127.0.0.1:{ops_port}", deps)
     finally:
         await ops.cleanup()
         await runner.cleanup()
@@ -193,3 +194,28 @@ async def read_topic(settings: Settings, topic_name: str, expected: int, timeout
         return records
     finally:
         await consumer.stop()
+
+
+async def post_meta(edge: RunningEdge, body: bytes, secret: str | None = APP_SECRET, **headers: str) -> int:
+    all_headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua", **headers}
+    if secret is not None:
+        all_headers["X-Hub-Signature-256"] = sign_webhook(secret, body)
+    async with edge.session.post(edge.url + "/webhook/meta", data=body, headers=all_headers) as response:
+        await response.read()
+        return response.status
+
+
+async def archived(settings: Settings, prefix: str = "") -> dict[str, bytes]:
+    """Every archived webhook under ``prefix`` by its address: batch objects read through their
+    index (``connectors.archive``), anything else (quarantine) as the object it is."""
+    async with s3.client(settings) as client:
+        objects = {}
+        async for obj in client.list_objects(settings.s3_bucket_webhooks, prefix=prefix, recursive=True):
+            response = await client.get_object(settings.s3_bucket_webhooks, obj.object_name)
+            data = await response.read()
+            response.release()
+            if obj.object_name.endswith(archive.SUFFIX):
+                objects.update((w.key, w.document) for w in archive.read_batch(obj.object_name, data))
+            else:
+                objects[obj.object_name] = data
+        return objects

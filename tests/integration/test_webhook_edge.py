@@ -17,7 +17,9 @@ from tests.integration.edge_fixtures import (
     INTEGRATION_ID,
     PHONE_NUMBER_ID,
     RunningEdge,
+    archived,
     make_tenant,
+    post_meta,
     save_tenants,
     serve_edge,
     webhook_body,
@@ -26,31 +28,6 @@ from wabridge.connectors import archive, s3
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
 from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
-
-
-async def post_meta(edge: RunningEdge, body: bytes, secret: str | None = APP_SECRET, **headers: str) -> int:
-    all_headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua", **headers}
-    if secret is not None:
-        all_headers["X-Hub-Signature-256"] = sign_webhook(secret, body)
-    async with edge.session.post(edge.url + "/webhook/meta", data=body, headers=all_headers) as response:
-        await response.read()
-        return response.status
-
-
-async def archived(settings: Settings, prefix: str = "") -> dict[str, bytes]:
-    """Every archived webhook under ``prefix`` by its address: batch objects read through their
-    index (``connectors.archive``), anything else (quarantine) as the object it is."""
-    async with s3.client(settings) as client:
-        objects = {}
-        async for obj in client.list_objects(settings.s3_bucket_webhooks, prefix=prefix, recursive=True):
-            response = await client.get_object(settings.s3_bucket_webhooks, obj.object_name)
-            data = await response.read()
-            response.release()
-            if obj.object_name.endswith(archive.SUFFIX):
-                objects.update((w.key, w.document) for w in archive.read_batch(obj.object_name, data))
-            else:
-                objects[obj.object_name] = data
-        return objects
 
 
 async def test_verify_handshake(edge: RunningEdge) -> None:

@@ -4,15 +4,24 @@ The edge looks a tenant up on every webhook, so the hot path is a dictionary loo
 live ``local_ttl_s`` in-process (a disabled tenant is refused within that time on every edge
 process) and an hour in Redis (``tenant:{id}:config``, as the seed says, with the secrets still
 encrypted). Redis is a cache: when it is down, lookups go to PostgreSQL.
+
+The lookup runs before a webhook's signature can be checked (the number says whose secret signs
+it), so what an anonymous sender can make it do is bounded (issue 16): the directory holds the set
+of every number some tenant owns, read in one query at most every ``local_ttl_s``. A number not
+in it is answered at once, with no Redis or PostgreSQL round trip and nothing remembered; only
+owned numbers are cached, so the caches cannot grow past the tenants' own numbers. A number added
+to a tenant is routed within ``local_ttl_s``; one removed stops routing within the same time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
@@ -25,6 +34,12 @@ from wabridge.tenants.models import SECRET_FIELDS
 log = logging.getLogger(__name__)
 
 CONFIG_TTL_S = 3600
+
+LOOKUPS = Counter(
+    "wabridge_tenant_lookups_total",
+    "Phone-number lookups by where they were answered (process, redis, postgres, unknown) and number-list reads",
+    ["source"],
+)
 
 
 class TenantDirectory:
@@ -41,25 +56,57 @@ class TenantDirectory:
         self._box = box
         self._settings = settings
         self._local_ttl_s = local_ttl_s
-        self._by_phone: dict[str, tuple[float, Tenant | None]] = {}
+        # Owned numbers only: bounded by the tenants' numbers, whatever senders make up.
+        self._by_phone: dict[str, tuple[float, Tenant]] = {}
         self._by_id: dict[str, tuple[float, Tenant | None]] = {}
         self._all: tuple[float, list[Tenant]] | None = None
+        self._numbers: tuple[float, frozenset[str]] | None = None
+        self._numbers_lock = asyncio.Lock()
 
     async def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
         if not plausible_id(phone_number_id):
             # No tenant has it, and PostgreSQL refuses a NUL in text: never a lookup, never a 5xx.
+            LOOKUPS.labels("unknown").inc()
             return None
         now = time.monotonic()
         cached = self._by_phone.get(phone_number_id)
         if cached is not None and cached[0] > now:
+            LOOKUPS.labels("process").inc()
             return cached[1]
+        if phone_number_id not in await self._owned_numbers():
+            LOOKUPS.labels("unknown").inc()
+            return None
         tenant = await self._from_redis(phone_number_id)
-        if tenant is None:
+        if tenant is not None:
+            LOOKUPS.labels("redis").inc()
+        else:
+            LOOKUPS.labels("postgres").inc()
             tenant = await self._store.find_by_phone_number_id(phone_number_id)
-            if tenant is not None:
-                await self._to_redis(phone_number_id, tenant)
+            if tenant is None:
+                return None  # removed since the number list was read
+            await self._to_redis(phone_number_id, tenant)
         self._by_phone[phone_number_id] = (now + self._local_ttl_s, tenant)
         return tenant
+
+    def cached_numbers(self) -> frozenset[str]:
+        """The phone numbers this process holds a tenant for (only owned ones, ever)."""
+        return frozenset(self._by_phone)
+
+    async def _owned_numbers(self) -> frozenset[str]:
+        """The numbers some tenant owns: one query per ``local_ttl_s`` per process, whoever asks."""
+        numbers = self._numbers
+        if numbers is not None and numbers[0] > time.monotonic():
+            return numbers[1]
+        async with self._numbers_lock:
+            numbers = self._numbers
+            if numbers is not None and numbers[0] > time.monotonic():
+                return numbers[1]
+            LOOKUPS.labels("number_list").inc()
+            owned = await self._store.phone_number_ids()
+            self._numbers = (time.monotonic() + self._local_ttl_s, owned)
+            for number in [n for n in self._by_phone if n not in owned]:
+                del self._by_phone[number]
+            return owned
 
     async def by_id(self, tenant_id: str) -> Tenant | None:
         """The tenant with this id (the stage agents look it up per event), or None if unknown."""

@@ -45,13 +45,24 @@ from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TransientError
 from wabridge.failures import classify
-from wabridge.observability import health_routes
-from wabridge.schemas.meta import WebhookShapeError, archive_message_id, message_ids, parse_webhook, phone_number_ids
+from wabridge.masking import loggable
+from wabridge.observability import ThrottledLog, health_routes
+from wabridge.schemas.meta import (
+    WebhookBody,
+    WebhookShapeError,
+    archive_message_id,
+    message_ids,
+    parse_webhook,
+    phone_number_ids,
+    select_changes,
+)
 from wabridge.settings import Settings
 from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
 from wabridge.tenants import SecretBox, Tenant, TenantStore
 
 log = logging.getLogger(__name__)
+# What anonymous senders can cause is logged at most once per kind every 10 s (and always counted).
+REFUSALS = ThrottledLog(log)
 
 REQUESTS = Counter(
     "wabridge_webhook_requests_total", "Webhook requests by endpoint and outcome", ["endpoint", "outcome"]
@@ -66,6 +77,11 @@ QUEUE_FAILURES = Counter("wabridge_webhook_queue_failures_total", "Webhooks refu
 IN_FLIGHT = Gauge("wabridge_webhook_in_flight", "Webhooks being worked on (admitted, not yet answered)")
 QUEUE_UNAVAILABLE = Gauge("wabridge_webhook_queue_unavailable", "1 while the last publish to RabbitMQ failed (alert)")
 QUARANTINED = Counter("wabridge_webhook_quarantined_total", "Validly signed bodies that are not WhatsApp payloads")
+SET_ASIDE = Counter(
+    "wabridge_webhook_set_aside_total",
+    "Parts of webhooks for several tenants kept in the quarantine instead of queued, by reason",
+    ["reason"],
+)
 RATE_LIMITER_UNAVAILABLE = Counter(
     "wabridge_webhook_rate_limiter_unavailable_total", "Webhooks let through unlimited because Redis was down"
 )
@@ -164,7 +180,7 @@ class WebhookEdge:
             return _answer("meta", 413, "body_too_large", f"body over {self._settings.webhook_max_body_bytes} bytes")
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
-            log.warning("meta webhook without %s refused", SIGNATURE_HEADER)
+            REFUSALS.log("meta webhook without %s refused", SIGNATURE_HEADER)
             return _answer("meta", 401, "unsigned", f"missing {SIGNATURE_HEADER}")
 
         try:
@@ -175,34 +191,122 @@ class WebhookEdge:
         if not numbers:
             return await self._quarantine(request, body, signature, "no phone_number_id in any change")
 
+        # Before the signature is checked, everything here is bounded: the directory answers a
+        # number nobody owns without a round trip (connectors.tenant_directory).
         owners: dict[str, Tenant] = {}
+        unknown: set[str] = set()
         for number in sorted(numbers):
             tenant = await self._d.tenants.by_phone_number_id(number)
             if tenant is None:
-                log.error("meta webhook for phone_number_id %s: no tenant owns it (answered 404)", number)
-                return _answer("meta", 404, "unknown_phone_number", f"no tenant owns phone_number_id {number}")
-            owners[number] = tenant
+                unknown.add(number)
+            else:
+                owners[number] = tenant
+        if not owners:
+            REFUSALS.log(
+                "meta webhook for phone_number_id %s: no tenant owns it (answered 404)", loggable(min(numbers))
+            )
+            return _answer("meta", 404, "unknown_phone_number", "no tenant owns the phone_number_id")
         tenants = {t.id: t for t in owners.values()}
-        for tenant in tenants.values():
-            if not meta_signature_valid(tenant.secrets.meta_app_secret.get_secret_value(), body, signature):
-                log.warning("meta webhook for tenant %s: signature does not verify", tenant.id)
-                return _answer("meta", 401, "bad_signature", "signature does not verify")
-        for tenant in tenants.values():
-            if not tenant.active:
-                log.warning("meta webhook for disabled tenant %s refused", tenant.id)
-                return _answer("meta", 403, "tenant_inactive", f"tenant {tenant.id} is inactive")
-        for tenant in tenants.values():
+        signers = {
+            tenant_id: tenant
+            for tenant_id, tenant in sorted(tenants.items())
+            if meta_signature_valid(tenant.secrets.meta_app_secret.get_secret_value(), body, signature)
+        }
+        if not signers:
+            REFUSALS.log("meta webhook for tenant %s: signature does not verify", min(tenants))
+            return _answer("meta", 401, "bad_signature", "signature does not verify")
+        # Authenticated from here: the POST comes from the Meta app of every tenant in ``signers``.
+        accepted = {tenant_id: tenant for tenant_id, tenant in signers.items() if tenant.active}
+        if not accepted:
+            log.warning("meta webhook for disabled tenant %s refused", min(signers))
+            return _answer("meta", 403, "tenant_inactive", f"tenant {min(signers)} is inactive")
+        for tenant in accepted.values():
             if await self._over_rate_limit(tenant):
                 log.warning("meta webhook for tenant %s over its rate limit", tenant.id)
                 return _answer("meta", 429, "rate_limited", f"tenant {tenant.id} is over its rate limit")
 
-        primary = next(iter(tenants.values()))
-        ids = message_ids(parsed)
         received = datetime.now(UTC)
-        key = archive_key(primary.id, received, archive_message_id(body, parsed))
+        if len(tenants) == 1 and not unknown:
+            # One tenant's POST (the common case): archived and queued byte for byte.
+            (tenant,) = accepted.values()
+            outcome = await self._accept(request, tenant, body, parsed, owners, signature, received)
+        else:
+            outcome = await self._accept_mixed(request, body, owners, unknown, signers, accepted, signature, received)
+        if outcome is not None:
+            return outcome
+        QUEUE_UNAVAILABLE.set(0)
+        REQUESTS.labels("meta", "queued").inc()
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def _accept_mixed(
+        self,
+        request: web.Request,
+        body: bytes,
+        owners: dict[str, Tenant],
+        unknown: set[str],
+        signers: dict[str, Tenant],
+        accepted: dict[str, Tenant],
+        signature: str,
+        received: datetime,
+    ) -> web.Response | None:
+        """A POST with several tenants' numbers (one Meta app serving them), or numbers nobody owns.
+
+        Each accepted tenant's changes are archived under its own prefix and queued on their own.
+        The rest is set aside in the quarantine for re-ingest, not retried by Meta as a whole:
+        numbers nobody owns, numbers of a tenant whose app secret does not verify this POST (never
+        trusted: another tenant's app cannot speak for it), numbers of a disabled tenant, and
+        changes that name no number. Each set-aside part is kept under the prefix of the tenant it
+        belongs to, else of the tenant whose app sent it.
+        """
+        document = orjson.loads(body)
+        signer = next(iter(signers))
+        by_tenant: dict[str, set[str]] = {}
+        for number, tenant in owners.items():
+            by_tenant.setdefault(tenant.id, set()).add(number)
+        aside: list[tuple[str, str, set[str] | None]] = []  # (tenant prefix, reason, numbers)
+        if unknown:
+            aside.append((signer, "unknown_phone_number", unknown))
+        for tenant_id, numbers in sorted(by_tenant.items()):
+            if tenant_id not in signers:
+                aside.append((signer, "signature_mismatch", numbers))
+            elif tenant_id not in accepted:
+                aside.append((tenant_id, "tenant_inactive", numbers))
+        aside.append((signer, "no_phone_number", None))
+        for prefix, reason, named in aside:
+            part = select_changes(document, named)
+            if part is None:
+                continue
+            problem = f"{reason}: part of a webhook for several tenants ({', '.join(sorted(named or ['-']))})"
+            if not await self._store_quarantined(prefix, orjson.dumps(part), problem):
+                return _answer("meta", 503, "quarantine_unavailable", "could not store the payload; retry later")
+            SET_ASIDE.labels(reason).inc()
+        for tenant_id, tenant in accepted.items():
+            part = select_changes(document, by_tenant[tenant_id])
+            if part is None:
+                continue
+            raw = orjson.dumps(part)
+            numbers_of = {n: t for n, t in owners.items() if t.id == tenant_id}
+            outcome = await self._accept(request, tenant, raw, parse_webhook(raw), numbers_of, signature, received)
+            if outcome is not None:
+                return outcome
+        return None
+
+    async def _accept(
+        self,
+        request: web.Request,
+        tenant: Tenant,
+        body: bytes,
+        parsed: WebhookBody,
+        owners: dict[str, Tenant],
+        signature: str,
+        received: datetime,
+    ) -> web.Response | None:
+        """Archive and queue one tenant's webhook; None once both are done, else the answer to give."""
+        ids = message_ids(parsed)
+        key = archive_key(tenant.id, received, archive_message_id(body, parsed))
         metadata = {
             "stored_at": received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "tenant_id": primary.id,
+            "tenant_id": tenant.id,
             "webhook_signature": signature,
             "source_ip": request.remote,
             "user_agent": request.headers.get("User-Agent"),
@@ -215,7 +319,7 @@ class WebhookEdge:
         }
         # Archive and publish at the same time: the webhook joins its tenant's next archive batch,
         # which is written once the publishes of its webhooks are settled (connectors.archive).
-        ticket = self._d.archive.add(primary.id, key, received, ids, with_metadata(body, metadata))
+        ticket = self._d.archive.add(tenant.id, key, received, ids, with_metadata(body, metadata))
         queued = False
         try:
             await self._d.publisher.publish(self._settings.queue(INBOUND_WHATSAPP_MESSAGES), body, headers)
@@ -223,7 +327,7 @@ class WebhookEdge:
         except TransientError as exc:
             QUEUE_FAILURES.inc()
             QUEUE_UNAVAILABLE.set(1)
-            log.error("meta webhook for tenant %s (%s) not queued, answered 503: %s", primary.id, ids[:3], exc)
+            log.error("meta webhook for tenant %s (%s) not queued, answered 503: %s", tenant.id, ids[:3], exc)
             return _answer("meta", 503, "queue_unavailable", "not durably queued; retry later")
         finally:
             # Only a confirmed publish is archived: a refused one (or a cancelled request) is left out.
@@ -232,9 +336,7 @@ class WebhookEdge:
             else:
                 ticket.withdraw()
         await ticket.wait_stored()
-        QUEUE_UNAVAILABLE.set(0)
-        REQUESTS.labels("meta", "queued").inc()
-        return web.Response(text="EVENT_RECEIVED")
+        return None
 
     async def _over_rate_limit(self, tenant: Tenant) -> bool:
         limit = tenant.config.rate_limit_per_minute or self._settings.webhook_rate_limit_per_minute
@@ -256,17 +358,23 @@ class WebhookEdge:
             if meta_signature_valid(tenant.secrets.meta_app_secret.get_secret_value(), body, signature):
                 break
         else:
-            log.warning("unparseable meta webhook with no valid signature refused: %s", problem)
+            REFUSALS.log("unparseable meta webhook with no valid signature refused: %s", loggable(problem, 200))
             return _answer("meta", 401, "bad_signature", "signature does not verify")
-        received = datetime.now(UTC)
-        key = f"{QUARANTINE_PREFIX}/" + archive_key(tenant.id, received, hashlib.sha256(body).hexdigest()[:32])
-        if not await self._d.archive.put_object(tenant.id, key, body, [], content_type="application/json"):
+        if not await self._store_quarantined(tenant.id, body, problem):
             # Nowhere to keep it: let Meta retry rather than lose it.
             return _answer("meta", 503, "quarantine_unavailable", "could not store the payload; retry later")
-        QUARANTINED.inc()
-        log.error("quarantined a signed but malformed webhook for tenant %s at %s: %s", tenant.id, key, problem)
         REQUESTS.labels("meta", "quarantined").inc()
         return web.Response(text="EVENT_RECEIVED")
+
+    async def _store_quarantined(self, tenant_id: str, body: bytes, problem: str) -> bool:
+        """Keep a signed body (or part of one) the pipeline will not take, for a person and for re-ingest."""
+        received = datetime.now(UTC)
+        key = f"{QUARANTINE_PREFIX}/" + archive_key(tenant_id, received, hashlib.sha256(body).hexdigest()[:32])
+        if not await self._d.archive.put_object(tenant_id, key, body, [], content_type="application/json"):
+            return False
+        QUARANTINED.inc()
+        log.error("quarantined a signed webhook for tenant %s at %s: %s", tenant_id, key, loggable(problem, 200))
+        return True
 
     # --- Genesys ----------------------------------------------------------------------------
 
@@ -294,10 +402,18 @@ class WebhookEdge:
             return _answer("genesys", 400, "malformed", "expected an Open Messaging message with id and channel.id")
         tenant = await self._d.tenants.by_integration_id(integration_id)
         if tenant is None:
-            log.error("genesys webhook for unknown integration %s (message %s)", integration_id, message_id)
-            return _answer("genesys", 404, "unknown_integration", f"no tenant has integration {integration_id}")
+            REFUSALS.log(
+                "genesys webhook for unknown integration %s (message %s)",
+                loggable(integration_id),
+                loggable(message_id),
+            )
+            return _answer(
+                "genesys", 404, "unknown_integration", f"no tenant has integration {loggable(integration_id)}"
+            )
         if not genesys_signature_valid(tenant.secrets.genesys_webhook_secret.get_secret_value(), body, signature):
-            log.warning("genesys webhook for tenant %s: signature does not verify (message %s)", tenant.id, message_id)
+            REFUSALS.log(
+                "genesys webhook for tenant %s: signature does not verify (message %s)", tenant.id, loggable(message_id)
+            )
             return _answer("genesys", 401, "bad_signature", "signature does not verify")
         dedupe_key = self._settings.redis_key(f"genesys:webhook:{tenant.id}:{message_id}")
         try:

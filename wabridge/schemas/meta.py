@@ -182,6 +182,37 @@ def phone_number_ids(body: bytes | str | dict[str, Any] | WebhookBody) -> set[st
     }
 
 
+def select_changes(document: dict[str, Any], numbers: set[str] | None) -> dict[str, Any] | None:
+    """The webhook with only the changes of business numbers in ``numbers`` (``None``: the changes
+    that name no number), its entries and other fields kept; None when no change is left.
+
+    A POST serving several tenants (one Meta app, their numbers) is split this way at the edge, so
+    each tenant's part is archived under its prefix and accepted or refused on its own.
+    """
+    entries = []
+    for entry in document.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        changes = [
+            change
+            for change in entry.get("changes") or []
+            if isinstance(change, dict) and _in_numbers(_change_number(change), numbers)
+        ]
+        if changes:
+            entries.append({**entry, "changes": changes})
+    return {**document, "entry": entries} if entries else None
+
+
+def _change_number(change: dict[str, Any]) -> str | None:
+    value = change.get("value")
+    metadata = value.get("metadata") if isinstance(value, dict) else None
+    return _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+
+
+def _in_numbers(number: str | None, numbers: set[str] | None) -> bool:
+    return number is None if numbers is None else number in numbers
+
+
 def non_message_fields(body: WebhookBody) -> list[str]:
     """Fields of changes that ``split_webhook`` does not turn into events (e.g. ``account_update``).
 

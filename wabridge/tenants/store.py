@@ -109,6 +109,11 @@ class TenantStore:
         )
         return tenants[0] if tenants else None
 
+    async def phone_number_ids(self) -> frozenset[str]:
+        """Every phone number id some tenant owns (one query, no secrets decrypted)."""
+        rows = await self._pool.fetch("SELECT phone_number_id FROM tenant_phone_numbers")
+        return frozenset(str(r["phone_number_id"]) for r in rows)
+
     async def list(self) -> builtins.list[Tenant]:
         return await self._load("")
 
