@@ -12,9 +12,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis.asyncio as aioredis
 
-from wabridge.connectors import kafka, postgres, rabbitmq, s3
+from wabridge.connectors import kafka, postgres, rabbitmq, redis_client, s3
 from wabridge.dev import services
 from wabridge.settings import Settings
 
@@ -81,7 +80,7 @@ async def teardown(settings: Settings) -> None:
     await kafka.delete_prefixed_topics(settings)
     await rabbitmq.delete_topology(settings)
     await empty_buckets(settings)
-    client = aioredis.from_url(settings.redis_url)
+    client = redis_client.client(settings)
     try:
         keys = [key async for key in client.scan_iter(match=settings.redis_key("*"))]
         if keys:

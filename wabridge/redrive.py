@@ -172,9 +172,7 @@ async def redrive_error_events(settings: Settings, filters: Filters, *, dry_run:
     if dry_run or not chosen:
         return summary
     pool = await postgres.connect(settings, min_size=1, max_size=2)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", partitioner=DefaultPartitioner()
-    )
+    producer = AIOKafkaProducer(**kafka.connection(settings), acks="all", partitioner=DefaultPartitioner())
     await producer.start()
     try:
         for record in chosen:
@@ -200,7 +198,7 @@ def _original_bytes(value: Any) -> bytes:
 async def _read_error_events(settings: Settings) -> list[dict[str, Any]]:
     """Every record on ``error-events`` up to its end when the redrive began."""
     topic = settings.topic(ERROR_EVENTS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.connection(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]

@@ -78,7 +78,7 @@ class Moved:
 
 async def group_members(settings: Settings, group: str) -> list[str]:
     """Member ids of ``group`` (an empty or unknown group has none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.connection(settings))
     await admin.start()
     try:
         described = await admin.describe_consumer_groups([group])
@@ -121,7 +121,7 @@ async def rewind(
     # and the join waits for them to time out first. On Apache Kafka the group is simply empty.
     consumer = AIOKafkaConsumer(
         *{tp.topic for tp in tps},
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka.connection(settings),
         group_id=group_id,
         enable_auto_commit=False,
         session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),

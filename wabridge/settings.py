@@ -9,6 +9,7 @@ while a deployment sets plain environment variables.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     # and for Kafka's ack of a record before the bridge says it holds (nothing is returned to RabbitMQ,
     # whatever the outage's length).
     kafka_request_timeout_ms: int = Field(default=30_000, ge=100)
+    # How every Kafka client (workers, bridge, replay, redrive, dev tools) connects: managed Kafka
+    # wants SASL_SSL. PLAIN or SCRAM needs the username and password; SSL verifies the brokers
+    # against the CA file (default: the system's trust store) and may present a client certificate.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # --- S3 / MinIO ----------------------------------------------------------------------------
     s3_endpoint: str = "http://127.0.0.1:9000"
@@ -74,7 +85,8 @@ class Settings(BaseSettings):
     postgres_schema: str = "public"
 
     # --- Redis ---------------------------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A secret: a deployment's URL carries the password (redis://:password@host, or rediss:// for TLS).
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     # Prepended to the seed's keys (``mapping:wa:…``); empty in production, unique per test.
     redis_key_prefix: str = ""
 

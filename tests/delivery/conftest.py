@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from wabridge.connectors import redis_client
 from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
 from wabridge.simulators import GenesysClient as SimulatedOAuthClient
@@ -102,7 +103,7 @@ def genesys_tenant_b(genesys_sim: GenesysSimulator) -> Tenant:
 @pytest.fixture
 async def delivery_redis(isolated_settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """A Redis client; this test's keys (under its prefix) are removed afterwards."""
-    client = aioredis.from_url(isolated_settings.redis_url)
+    client = redis_client.client(isolated_settings)
     try:
         yield client
     finally:

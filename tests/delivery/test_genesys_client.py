@@ -26,7 +26,7 @@ from tests.delivery.conftest import (
     genesys_tenant,
 )
 from tests.simulators.conftest import eventually
-from wabridge.connectors import postgres
+from wabridge.connectors import postgres, redis_client
 from wabridge.connectors.genesys import (
     GenesysAuth,
     GenesysClient,
@@ -156,7 +156,7 @@ async def test_two_workers_on_a_cold_cache_cause_one_login(
 ) -> None:
     genesys_sim.set_faults("client", GENESYS_CLIENT_A, SLOW_LOGIN)
     # Each "worker" with its own Redis connection and its own HTTP pool, as two processes would have.
-    redis_two = aioredis.from_url(isolated_settings.redis_url)
+    redis_two = redis_client.client(isolated_settings)
     worker_one = auth_for(delivery_redis, isolated_settings)
     worker_two = auth_for(redis_two, isolated_settings)
     try:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from wabridge.connectors import archive, postgres, rabbitmq, s3
+from wabridge.connectors import archive, kafka, postgres, rabbitmq, s3
 from wabridge.connectors.webhook import EdgeDeps, build_edge, build_ops
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
@@ -173,7 +173,7 @@ async def read_topic(settings: Settings, topic_name: str, expected: int, timeout
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = settings.topic(topic_name)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.connection(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.kafka_partitions)]

@@ -12,10 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from tests.integration.edge_fixtures import free_port
-from wabridge.connectors import kafka, postgres, rabbitmq
+from wabridge.connectors import kafka, postgres, rabbitmq, redis_client
 from wabridge.settings import Settings
 
 _PORTS = ("webhook_port", "webhook_ops_port", "bridge_metrics_port", "worker_port", "sim_meta_port", "sim_genesys_port")
@@ -69,7 +68,7 @@ async def clean_up(settings: Settings) -> None:
     await postgres.drop_schema(settings)
     await kafka.delete_prefixed_topics(settings)
     await rabbitmq.delete_topology(settings)
-    client = aioredis.from_url(settings.redis_url)
+    client = redis_client.client(settings)
     try:
         keys = [key async for key in client.scan_iter(match=settings.redis_key("*"))]
         if keys:

@@ -10,11 +10,10 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import make_tenant, save_tenants
-from wabridge.connectors import postgres
+from wabridge.connectors import postgres, redis_client
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, TenantStore
@@ -118,12 +117,11 @@ def test_missing_secrets_key_is_a_clear_error(tenant_env) -> None:
 
 async def test_disabling_clears_the_cached_tenant(tenant_env, isolated_settings: Settings) -> None:
     """An edge reads tenants from Redis for up to an hour: a change must not wait for that."""
-    import redis.asyncio as aioredis
 
     env, cwd = tenant_env
     env = {**env, "WABRIDGE_REDIS_KEY_PREFIX": isolated_settings.redis_key_prefix}
     assert _tenants(ADD, env, cwd).returncode == 0
-    client = aioredis.from_url(isolated_settings.redis_url)
+    client = redis_client.client(isolated_settings)
     try:
         cached = [isolated_settings.redis_key(k) for k in ("tenant:acme:config", "tenant:phone:106540352242922")]
         for key in cached:
@@ -141,7 +139,7 @@ async def test_a_cached_tenant_another_key_wrote_is_read_again_from_postgresql(p
     tenant = make_tenant("acme", "106540352242922")
     await save_tenants(settings, tenant)
     pool = await postgres.connect(settings, min_size=1, max_size=2)
-    client = aioredis.from_url(settings.redis_url)
+    client = redis_client.client(settings)
     try:
         box = SecretBox.from_settings(settings)
         other_box = SecretBox.from_settings(settings.model_copy(update={"secrets_key": SecretStr(generate_key())}))

@@ -24,7 +24,7 @@ from tests.integration.edge_fixtures import (
     serve_edge,
     webhook_body,
 )
-from wabridge.connectors import archive, s3
+from wabridge.connectors import archive, redis_client, s3
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
 from wabridge.streams.topics import GENESYS_OUTBOUND_EVENTS, INBOUND_WHATSAPP_MESSAGES
@@ -141,9 +141,8 @@ async def test_a_number_no_tenant_could_own_is_unknown_not_a_server_error(
 
 
 async def _flush_tenant_cache(settings: Settings) -> None:
-    import redis.asyncio as aioredis
 
-    client = aioredis.from_url(settings.redis_url)
+    client = redis_client.client(settings)
     try:
         keys = [k async for k in client.scan_iter(match=settings.redis_key("tenant:*"))]
         if keys:

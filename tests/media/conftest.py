@@ -25,7 +25,7 @@ from miniopy_async.api import Minio
 from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import make_tenant, save_tenants
-from wabridge.connectors import postgres, s3
+from wabridge.connectors import postgres, redis_client, s3
 from wabridge.connectors.meta_graph import MetaGraphClient, WhatsAppTokens
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.media import MediaFetcher
@@ -224,7 +224,7 @@ def media_settings(provisioned: Settings) -> Settings:
 @pytest.fixture
 async def harness(media_settings: Settings, meta: MetaSimulator, proxy: FaultProxy) -> AsyncIterator[MediaHarness]:
     pool = await postgres.connect(media_settings, min_size=1, max_size=4)
-    redis = aioredis.from_url(media_settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_client.client(media_settings, timeout_s=2)
     harness = MediaHarness(media_settings, meta, proxy, pool, redis, SecretBox.from_settings(media_settings))
     try:
         await harness.save_tenant()

@@ -39,7 +39,7 @@ async def pipeline_settings(
     settings = pipeline_settings.model_copy(
         update={
             "rabbitmq_url": SecretStr(own_rabbitmq.url),
-            "redis_url": own_redis.url,
+            "redis_url": SecretStr(own_redis.url),
             "postgres_dsn": SecretStr(own_postgres.dsn),
         }
     )

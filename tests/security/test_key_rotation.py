@@ -13,12 +13,11 @@ from collections import defaultdict
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import make_tenant, save_tenants, settings_env
 from tests.pipeline.conftest import ACME, Pipeline, pg_rows, stack_ready, wait_for
-from wabridge.connectors import postgres
+from wabridge.connectors import postgres, redis_client
 from wabridge.connectors.tenant_directory import cached_keys
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
@@ -69,7 +68,7 @@ async def test_rotate_key_re_encrypts_every_secret_and_drops_encrypted_caches(
     settings = provisioned.model_copy(update={"secrets_key": keyring(old)})
     tenants = [make_tenant("acme"), make_tenant("globex", phone_number_id="206540352242999")]
     await save_tenants(settings, *tenants)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = redis_client.client(settings)
     try:
         # Encrypted copies in Redis, as the edge and the workers leave them.
         box_old = SecretBox(keyring(old))

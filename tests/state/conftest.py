@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.integration.edge_fixtures import DISPLAY_NUMBER, PHONE_NUMBER_ID, free_port, settings_env
-from wabridge.connectors import kafka
+from wabridge.connectors import kafka, redis_client
 from wabridge.schemas.meta import split_webhook
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook
@@ -131,7 +131,7 @@ async def clean_changelogs(state_settings: Settings) -> AsyncIterator[None]:
 @pytest.fixture
 async def producer(state_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     # aiokafka's default partitioner is murmur2 like Faust's, so keys land where the workers expect.
-    producer = AIOKafkaProducer(bootstrap_servers=state_settings.kafka_bootstrap, enable_idempotence=False, acks="all")
+    producer = AIOKafkaProducer(**kafka.connection(state_settings), enable_idempotence=False, acks="all")
     await producer.start()
     yield producer
     await producer.stop()
@@ -148,7 +148,7 @@ async def pg(state_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def redis(state_settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(state_settings.redis_url)
+    client = redis_client.client(state_settings)
     yield client
     await client.aclose()
 
@@ -242,8 +242,8 @@ async def committed_all(settings: Settings, topic: str) -> bool:
     from wabridge.streams.topics import WORKER_GROUP
 
     tps = [TopicPartition(settings.topic(topic), p) for p in range(settings.kafka_partitions)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.connection(settings))
+    consumer = AIOKafkaConsumer(**kafka.connection(settings))
     await admin.start()
     await consumer.start()
     try:

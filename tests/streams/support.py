@@ -17,6 +17,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from wabridge.connectors import kafka
 from wabridge.settings import Settings
 
 HERE = Path(__file__).parent
@@ -121,7 +122,7 @@ async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[
     Partitions are named: Tansu answers an OffsetFetch for "all partitions" with a response
     aiokafka cannot decode.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.connection(settings))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(

@@ -171,7 +171,7 @@ async def test_a_raising_handler_stops_the_worker_without_acking(
 async def test_the_end_of_a_log_counts_every_record_of_its_last_batch(settings: Settings) -> None:
     """Table recovery and redrive read up to here: a record short, a worker served stale state."""
     topic = settings.topic("end-offsets")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=50)
+    producer = AIOKafkaProducer(**kafka.connection(settings), linger_ms=50)
     await producer.start()
     try:
         # One batch of five records: sent together within the linger.
@@ -179,7 +179,7 @@ async def test_the_end_of_a_log_counts_every_record_of_its_last_batch(settings: 
         assert [(await future).offset for future in sent] == [0, 1, 2, 3, 4]
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**kafka.connection(settings))
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

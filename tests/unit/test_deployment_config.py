@@ -159,7 +159,7 @@ def test_each_process_environment_builds_the_production_settings(name: str, monk
     for url in (
         f"kafka://{settings.kafka_bootstrap}",
         settings.postgres_dsn.get_secret_value(),
-        settings.redis_url,
+        settings.redis_url.get_secret_value(),
         settings.rabbitmq_url.get_secret_value(),
         settings.s3_endpoint,
     ):

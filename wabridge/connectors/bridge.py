@@ -57,7 +57,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter, Gauge
 
-from wabridge.connectors import rabbitmq
+from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.genesys import backoff_delays
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.failures import classify, describe
@@ -204,7 +204,7 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka.connection(settings),
             acks="all",
             enable_idempotence=settings.kafka_idempotent,
             # Faust's producer partitions with this same murmur2 partitioner, so a key lands on

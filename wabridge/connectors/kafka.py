@@ -1,17 +1,22 @@
-"""Kafka: topic creation with explicit partition counts (Tansu would auto-create with 4), the retry
-decision for Kafka errors, and the end of a partition's log as both brokers can be trusted to say it.
+"""Kafka: how a client connects (one place: plaintext, TLS, SASL), topic creation with explicit
+partition counts (Tansu would auto-create with 4), the retry decision for Kafka errors, and the end
+of a partition's log as both brokers can be trusted to say it.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections import defaultdict
 from collections.abc import Collection, Iterable
+from typing import Any
 
+import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.fetch import FetchRequest
 
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
@@ -19,6 +24,70 @@ from wabridge.settings import Settings
 from wabridge.streams.topics import stage_topic_names
 
 log = logging.getLogger(__name__)
+
+_SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+def connection(settings: Settings) -> dict[str, Any]:
+    """The options every aiokafka client the project makes connects with: bootstrap and security.
+
+    Raises ``ConfigurationError`` for SASL without a username and password, or an unreadable
+    certificate file. The password is never in the message.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if protocol in _SASL_PROTOCOLS:
+        username, password = _sasl_credentials(settings)
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+    return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for ``SSL`` and ``SASL_SSL`` (hostnames verified), else None."""
+    if settings.kafka_security_protocol not in _SSL_PROTOCOLS:
+        return None
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"kafka TLS files cannot be used: {exc}") from exc
+    return context
+
+
+def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """The same connection options, as Faust's ``broker_credentials``."""
+    protocol = settings.kafka_security_protocol
+    if protocol in _SASL_PROTOCOLS:
+        username, password = _sasl_credentials(settings)
+        return faust.SASLCredentials(
+            username=username,
+            password=password,
+            ssl_context=ssl_context(settings),
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    context = ssl_context(settings)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def _sasl_credentials(settings: Settings) -> tuple[str, str]:
+    if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+        raise ConfigurationError(
+            f"WABRIDGE_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+            "WABRIDGE_KAFKA_SASL_USERNAME and WABRIDGE_KAFKA_SASL_PASSWORD"
+        )
+    return settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
+
 
 # CreateTopics error code for "already exists"; Tansu answers with it in the response body.
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
@@ -77,7 +146,7 @@ async def end_offsets(consumer: AIOKafkaConsumer, partitions: Collection[TopicPa
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    return AIOKafkaAdminClient(**connection(settings))
 
 
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:

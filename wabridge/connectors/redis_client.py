@@ -16,7 +16,8 @@ TIMEOUT_S = 2.0
 
 def client(settings: Settings, *, timeout_s: float = TIMEOUT_S) -> aioredis.Redis:
     """A client of the deployment's Redis (``Settings.redis_url``)."""
-    return aioredis.from_url(settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    url = settings.redis_url.get_secret_value()
+    return aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
 
 def text(value: bytes | str) -> str:

@@ -28,7 +28,7 @@ import aio_pika
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from wabridge.connectors import redis_client, s3
+from wabridge.connectors import kafka, redis_client, s3
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 
@@ -86,7 +86,7 @@ async def _probe(check: Callable[[], Awaitable[object]], timeout: float = 3.0) -
 
 async def kafka_healthy(settings: Settings) -> bool:
     async def check() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(**kafka.connection(settings), request_timeout_ms=2000)
         await admin.start()
         try:
             await admin.list_topics()
@@ -247,7 +247,7 @@ def _trust_loopback(version: str) -> None:
 def start_redis(settings: Settings) -> dict[str, str]:
     if shutil.which("redis-server") is None:
         _apt_install("redis-server")
-    endpoint = _endpoint(settings.redis_url, 6379)
+    endpoint = _endpoint(settings.redis_url.get_secret_value(), 6379)
     workdir = settings.state_dir.resolve() / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(

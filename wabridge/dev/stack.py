@@ -140,7 +140,7 @@ async def up(settings: Settings) -> dict[str, str]:
     )  # fmt: skip
     report["redis"] = await _ensure_system(
         "redis", settings, state, lambda: services.redis_healthy(settings),
-        services.start_redis, settings.redis_url, 6379, timeout=30,
+        services.start_redis, settings.redis_url.get_secret_value(), 6379, timeout=30,
     )  # fmt: skip
     report["rabbitmq"] = await _ensure_system(
         "rabbitmq", settings, state, lambda: services.rabbitmq_healthy(settings),
@@ -217,7 +217,7 @@ async def status(settings: Settings) -> dict[str, Any]:
         "kafka": (f"kafka://{settings.kafka_bootstrap}", services.kafka_healthy(settings)),
         "s3": (settings.s3_endpoint, services.s3_healthy(settings)),
         "postgres": (services.public_url(pg_url), services.postgres_healthy(settings)),
-        "redis": (settings.redis_url, services.redis_healthy(settings)),
+        "redis": (services.public_url(settings.redis_url.get_secret_value()), services.redis_healthy(settings)),
         "rabbitmq": (
             services.public_url(settings.rabbitmq_url.get_secret_value()),
             services.rabbitmq_healthy(settings),

@@ -115,6 +115,7 @@ def create_app(settings: Settings, **options: Any) -> faust.App:
         env={},
         autodiscover=False,
         broker=[f"{scheme}://{host}" for host in hosts],
+        broker_credentials=kafka.faust_credentials(settings),
         processing_guarantee="at_least_once",
         producer_acks=-1,
         topic_partitions=settings.kafka_partitions,
