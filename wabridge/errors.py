@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import parsedate_to_datetime
 
@@ -61,3 +62,35 @@ class PermanentError(WabridgeError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+# -- Reasons as metric labels ----------------------------------------------------------------------
+
+# Meta error codes kept as they are in labels: the ones reference/whatsapp-cloud-api.md
+# ("Throughput and errors") tells apart; any other code is counted as ``…_other``.
+_META_CODES = frozenset(
+    {0, 2, 4, 190, 80007, 130429, 131000, 131016, 131026, 131047, 131050, 131051, 131052, 131053, 131056, 131057}
+    | set(range(132000, 132016))
+)
+_HTTP_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504})
+_OWN_REASON = re.compile(r"[a-z][a-z_]{0,47}")
+_META_REASON = re.compile(r"(meta_error|meta_business_error|meta)_(\d{1,9})")
+_HTTP_REASON = re.compile(r"(meta_http|genesys)_(\d{3})(?:_.*)?", re.DOTALL)
+
+
+def metric_reason(reason: str) -> str:
+    """``reason`` as a metric label, from a fixed set whatever a peer answered.
+
+    Our own reasons (lower-case words) stay. Reasons made of a peer's code are bucketed: a known
+    Meta error code or HTTP status stays, any other becomes ``<prefix>_other``; the free text a
+    Genesys error carries is dropped. Anything else is ``other``. Logs and error records keep the
+    whole reason.
+    """
+    if _OWN_REASON.fullmatch(reason):
+        return reason
+    if meta := _META_REASON.fullmatch(reason):
+        return reason if int(meta.group(2)) in _META_CODES else f"{meta.group(1)}_other"
+    if http := _HTTP_REASON.fullmatch(reason):
+        status = int(http.group(2))
+        return f"{http.group(1)}_{status}" if status in _HTTP_STATUSES else f"{http.group(1)}_other"
+    return "other"

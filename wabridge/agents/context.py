@@ -23,7 +23,7 @@ from wabridge.agents.holds import TenantHolds
 from wabridge.connectors import postgres, redis_client
 from wabridge.connectors.genesys import backoff_delays
 from wabridge.connectors.tenant_directory import TenantDirectory
-from wabridge.errors import PermanentError, TenantHeld, TransientError
+from wabridge.errors import PermanentError, TenantHeld, TransientError, metric_reason
 from wabridge.failures import classify, describe
 from wabridge.masking import mask_key
 from wabridge.schemas.status import MessageStatus
@@ -320,7 +320,7 @@ class StageContext:
             # The original bytes, so the record can be fixed and replayed; decoded when it is JSON.
             "value": _embeddable(value),
         }
-        ROUTED_TO_ERRORS.labels(stage, error.reason).inc()
+        ROUTED_TO_ERRORS.labels(stage, metric_reason(error.reason)).inc()
         log.error(
             "%s: %s[%d]@%d tenant=%s message=%s key=%s routed to %s: %s (%s)",
             stage,

@@ -39,7 +39,7 @@ from prometheus_client import Counter, Histogram
 from wabridge.agents.context import StageContext
 from wabridge.connectors import s3
 from wabridge.connectors.genesys import DeliveryResult, GenesysClient
-from wabridge.errors import PermanentError
+from wabridge.errors import PermanentError, metric_reason
 from wabridge.masking import mask_customer_id
 from wabridge.media import presign
 from wabridge.schemas.records import ReadyMessage
@@ -212,7 +212,7 @@ class Deliverer:
 
     async def track_failure(self, ready: ReadyMessage, error: PermanentError) -> None:
         message = ready.message
-        DELIVERED.labels(message.tenant_id, error.reason).inc()
+        DELIVERED.labels(message.tenant_id, metric_reason(error.reason)).inc()
         reason = orjson.dumps({"reason": error.reason, "message": str(error)}).decode()
         tracked = Tracked.of_inbound(message, MessageStatus.FAILED, ready.conversation.conversation_id, error=reason)
         await self.write(TRACK, tracked)

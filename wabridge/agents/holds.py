@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
-from wabridge.errors import TenantHeld
+from wabridge.errors import TenantHeld, metric_reason
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class TenantHolds:
         if current is not None and current.reason == error.reason:
             return
         if current is not None:
-            HELD.labels(error.tenant_id, current.reason).set(0)
+            HELD.labels(error.tenant_id, metric_reason(current.reason)).set(0)
             current.reason = error.reason
         else:
             self._held[key] = _Hold(error.reason, time.monotonic())
-        HELD.labels(error.tenant_id, error.reason).set(1)
+        HELD.labels(error.tenant_id, metric_reason(error.reason)).set(1)
         log.error(
             "tenant %s is on hold (%s): its messages wait, retried every %.0f s, until this is fixed: %s",
             error.tenant_id, error.reason, self._probe_every_s, error,
@@ -81,7 +81,7 @@ class TenantHolds:
             hold = self._held.pop(key, None)
             if hold is None:
                 continue
-            HELD.labels(tenant_id, hold.reason).set(0)
+            HELD.labels(tenant_id, metric_reason(hold.reason)).set(0)
             hold.cleared.set()
             log.warning(
                 "tenant %s is off hold (%s) after %.0f s: its messages flow again",

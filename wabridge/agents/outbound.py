@@ -53,7 +53,7 @@ from wabridge.agents.context import StageContext
 from wabridge.connectors import s3
 from wabridge.connectors.genesys import GenesysClient
 from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, NumberRateLimited, SendRefused, WhatsAppTokens
-from wabridge.errors import PermanentError
+from wabridge.errors import PermanentError, metric_reason
 from wabridge.failures import classify
 from wabridge.schemas.genesys import OutboundEvent, OutboundKind, ReasonCode, genesys_time
 from wabridge.schemas.records import ReceiptDue
@@ -212,7 +212,7 @@ class Sender:
             SENDS.labels(tenant.id, "unsupported").inc()
             await self.tell_failure(outbound, exc.code, f"Not sent: {exc}.")
         except PermanentError as exc:
-            SENDS.labels(tenant.id, exc.reason).inc()
+            SENDS.labels(tenant.id, metric_reason(exc.reason)).inc()
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
             code = reason_code(exc.code) if isinstance(exc, SendRefused) else ReasonCode.GENERAL_ERROR
             await self.tell_failure(outbound, code, f"Not sent: {exc}")

@@ -89,7 +89,10 @@ def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
         nonlocal stopping
         stopping = True
 
+    # Both, explicitly: a shell that starts `wabridge run` in the background without job control
+    # leaves SIGINT ignored, and then Ctrl-C's signal would not stop anything.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     exit_code = 0
     try:
         while not stopping:
