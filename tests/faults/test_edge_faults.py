@@ -19,6 +19,7 @@ from tests.integration.edge_fixtures import (
     webhook_body,
 )
 from tests.services import TcpProxy
+from wabridge.connectors.tenant_directory import LIST_MAX_AGE_S
 from wabridge.simulators.customer import InboundSpec, sign_webhook
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
 from wabridge.tenants import PhoneNumber
@@ -83,7 +84,9 @@ async def test_postgresql_unreachable_gives_503_not_a_500_and_recovers(
         other = webhook_body(InboundSpec(kind="text", wa_id="16504440002", text="b"), phone_number_id="106540352242955")
         status, retry_after, _ = await post(edge, other)
         assert (status, retry_after) == (503, "1")
-        # A number nobody owns needs no round trip: refused at once, PostgreSQL down or not.
+        # A number nobody owns is told apart by the last list of owned numbers, even once that list
+        # is due to be read again and PostgreSQL cannot give it: refused, not retried.
+        await asyncio.sleep(LIST_MAX_AGE_S)
         unknown = webhook_body(InboundSpec(kind="text", wa_id="16504440003", text="c"), phone_number_id="999000111")
         assert (await post(edge, unknown))[0] == 404
         # Meta's verify handshake needs the tenants too: "retry", not a 500.

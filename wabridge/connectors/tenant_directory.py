@@ -7,10 +7,12 @@ encrypted). Redis is a cache: when it is down, lookups go to PostgreSQL.
 
 The lookup runs before a webhook's signature can be checked (the number says whose secret signs
 it), so what an anonymous sender can make it do is bounded (issue 16): the directory holds the set
-of every number some tenant owns, read in one query at most every ``local_ttl_s``. A number not
-in it is answered at once, with no Redis or PostgreSQL round trip and nothing remembered; only
-owned numbers are cached, so the caches cannot grow past the tenants' own numbers. A number added
-to a tenant is routed within ``local_ttl_s``; one removed stops routing within the same time.
+of every number some tenant owns, read in one query when a lookup needs it and it is over a second
+old. A number nobody owns is answered with no Redis or PostgreSQL round trip of
+its own and nothing remembered (one list query a second per process at most, whatever the rate of
+made-up numbers); only owned numbers are cached, so the caches cannot grow past the tenants' own
+numbers. A number added to a tenant is routed within a second; one removed stops routing within
+``local_ttl_s``.
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
 from wabridge.connectors import redis_client
-from wabridge.errors import ConfigurationError
+from wabridge.errors import ConfigurationError, TransientError
+from wabridge.failures import classify
+from wabridge.observability import ThrottledLog
 from wabridge.settings import Settings
 from wabridge.tenants import SecretBox, Tenant, TenantNotFound, TenantStore
 from wabridge.tenants.models import SECRET_FIELDS
 
 log = logging.getLogger(__name__)
+STALE_LIST = ThrottledLog(log)
 
 CONFIG_TTL_S = 3600
+# The owned-number list is read again when a lookup needs it and it is older than this: a number
+# just added to a tenant routes within a second; made-up numbers cause at most a query a second.
+LIST_MAX_AGE_S = 1.0
 
 LOOKUPS = Counter(
     "wabridge_tenant_lookups_total",
@@ -60,7 +68,7 @@ class TenantDirectory:
         self._by_phone: dict[str, tuple[float, Tenant]] = {}
         self._by_id: dict[str, tuple[float, Tenant | None]] = {}
         self._all: tuple[float, list[Tenant]] | None = None
-        self._numbers: tuple[float, frozenset[str]] | None = None
+        self._numbers: tuple[float, frozenset[str]] | None = None  # (read at, numbers)
         self._numbers_lock = asyncio.Lock()
 
     async def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
@@ -93,17 +101,27 @@ class TenantDirectory:
         return frozenset(self._by_phone)
 
     async def _owned_numbers(self) -> frozenset[str]:
-        """The numbers some tenant owns: one query per ``local_ttl_s`` per process, whoever asks."""
+        """The numbers some tenant owns, read at most ``LIST_MAX_AGE_S`` ago (one query at a time)."""
         numbers = self._numbers
-        if numbers is not None and numbers[0] > time.monotonic():
+        if numbers is not None and time.monotonic() - numbers[0] < LIST_MAX_AGE_S:
             return numbers[1]
         async with self._numbers_lock:
             numbers = self._numbers
-            if numbers is not None and numbers[0] > time.monotonic():
+            if numbers is not None and time.monotonic() - numbers[0] < LIST_MAX_AGE_S:
                 return numbers[1]
             LOOKUPS.labels("number_list").inc()
-            owned = await self._store.phone_number_ids()
-            self._numbers = (time.monotonic() + self._local_ttl_s, owned)
+            read_at = time.monotonic()
+            try:
+                owned = await self._store.phone_number_ids()
+            except Exception as exc:
+                if numbers is None or not isinstance(classify(exc), TransientError):
+                    raise
+                # PostgreSQL is down: the last list still tells made-up numbers apart from owned
+                # ones (whose tenant then needs PostgreSQL or Redis: 503, retried by Meta).
+                STALE_LIST.log("owned phone numbers not re-read, using an older list: %s", exc)
+                self._numbers = (read_at, numbers[1])
+                return numbers[1]
+            self._numbers = (read_at, owned)
             for number in [n for n in self._by_phone if n not in owned]:
                 del self._by_phone[number]
             return owned
