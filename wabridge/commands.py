@@ -18,7 +18,7 @@ def webhook(host: str | None, port: int | None) -> None:
     from wabridge.connectors.webhook import serve_edge
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, "webhook")
     asyncio.run(serve_edge(settings, host, port))
 
 
@@ -28,5 +28,5 @@ def bridge() -> None:
     from wabridge.connectors.bridge import serve_bridge
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, "bridge")
     asyncio.run(serve_bridge(settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.config
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -45,11 +46,57 @@ class ThrottledLog:
         self._logger.log(self._level, message, *args)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Context a log call may give (``extra=``), copied into a JSON line when present. ``customer`` is
+# always masked by the caller (masking.mask_key / mask_customer_id).
+CONTEXT_FIELDS = ("tenant", "stage", "customer", "message_id", "reason")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, process, logger, message, the context fields a call
+    gave, and the error's type and text. Every process, Faust's own lines included."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self._process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "process": self._process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in CONTEXT_FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                line[field] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            line["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            line["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def logging_config(level: str, log_format: str, process: str) -> dict[str, object]:
+    """The ``logging.config.dictConfig`` of a process (Faust's worker takes it too)."""
+    formatter: dict[str, object] = (
+        {"()": JsonFormatter, "process": process} if log_format == "json" else {"format": TEXT_FORMAT}
     )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"wabridge": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "wabridge", "stream": "ext://sys.stderr"}
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+    }
+
+
+def configure_logging(level: str, log_format: str = "text", process: str = "wabridge") -> None:
+    """Log lines of this process as ``log_format`` (``text`` or ``json``, WABRIDGE_LOG_FORMAT)."""
+    logging.config.dictConfig(logging_config(level, log_format, process))
 
 
 def health_routes(checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY) -> list[web.RouteDef]:

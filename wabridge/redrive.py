@@ -245,7 +245,7 @@ async def _read_error_events(settings: Settings) -> list[dict[str, Any]]:
 def redrive(place: str, tenant: str | None, reason: str | None, since: datetime | None, dry_run: bool) -> None:
     """Send dead-lettered webhooks or failed records through the pipeline again, after a fix."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, "redrive")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     filters = Filters(tenant=tenant, reason=reason, since=since)

@@ -201,7 +201,7 @@ def replay(
 ) -> None:
     """Rewind the workers' committed offsets; start the workers afterwards to reprocess."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, "replay")
     if sum((to_earliest, to_offset is not None, to_time is not None)) != 1:
         raise click.UsageError("give exactly one of --to-earliest, --to-offset, --to-time")
     try:

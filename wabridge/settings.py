@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # --- Embedded development stack ------------------------------------------------------------
     state_dir: Path = Path(".wabridge")
     log_level: str = "INFO"
+    # text for people at a terminal; json (one object per line) for log shippers (docker-compose).
+    log_format: Literal["text", "json"] = "text"
 
     def topic(self, name: str) -> str:
         """The full name of a stage topic (or consumer group) under this deployment's prefix."""

@@ -333,6 +333,13 @@ class StageContext:
             ERROR_EVENTS,
             error.reason,
             error,
+            extra={
+                "tenant": tenant_id,
+                "stage": stage,
+                "message_id": message_id,
+                "reason": error.reason,
+                "customer": mask_key(key) if key else None,
+            },
         )
         try:
             encoded = orjson.dumps(record)

@@ -41,6 +41,7 @@ from mode import CrashingSupervisor
 
 from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError
+from wabridge.observability import logging_config
 from wabridge.settings import Settings
 from wabridge.streams import internal_auth
 from wabridge.streams.topics import WORKER_GROUP, stage_topic_names
@@ -224,6 +225,9 @@ def run_worker(app: faust.App, settings: Settings) -> None:
         app,
         settings,
         loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_format, "worker"),
+        # Faust's banner and progress bars are for a terminal; JSON logs are for a log shipper.
+        quiet=settings.log_format == "json",
         workdir=str(Path.cwd()),
     )
     worker.execute_from_commandline()
