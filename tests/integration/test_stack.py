@@ -177,6 +177,9 @@ def test_dev_up_twice_is_harmless_and_down_stops_only_its_own(tmp_path: Path, st
         assert down.returncode == 0, down.stderr
         assert sorted(down.stdout.removeprefix("stopped: ").strip().split(", ")) == ["kafka", "s3"]
         assert not any(services.pid_alive(pid) for pid in pids.values())
+        # Scripts can tell: --json still says which component is down, and the exit status is 1.
+        after = _wabridge(["dev", "status", "--json"], tmp_path, env)
+        assert after.returncode == 1 and orjson.loads(after.stdout)["components"]["kafka"]["healthy"] is False
         assert asyncio.run(services.postgres_healthy(stack_settings))
         assert asyncio.run(services.redis_healthy(stack_settings))
         assert asyncio.run(services.rabbitmq_healthy(stack_settings))

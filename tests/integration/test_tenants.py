@@ -59,6 +59,13 @@ async def test_add_show_update_disable_a_tenant(tenant_env, isolated_settings: S
 
     listed = _tenants(["list"], env, cwd)
     assert listed.stdout.split("\t")[:2] == ["acme", "active"]
+    as_json = orjson.loads(_tenants(["list", "--json"], env, cwd).stdout)
+    assert [(t["id"], t["active"]) for t in as_json] == [("acme", True)]
+    assert APP_SECRET not in str(as_json)
+    # Adding it again is refused (a typo must not replace a live tenant); --update replaces it.
+    again = _tenants(ADD, env, cwd)
+    assert again.returncode != 0 and "tenants update" in again.stderr
+    assert _tenants([*ADD, "--update"], env, cwd).returncode == 0
 
     shown = _tenants(["show", "acme"], env, cwd)
     assert APP_SECRET not in shown.stdout and "fake-client-secret-xyz" not in shown.stdout

@@ -31,6 +31,9 @@ from wabridge.bench.tenants import BenchSetupError
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
 
+# Exit status of a run in which a message was lost, shown twice or out of order (scripts and CI).
+EXIT_BROKEN_GUARANTEE = 3
+
 
 @click.command()
 @click.option(
@@ -251,6 +254,14 @@ def bench(
             runner = run_outbound_bench if mode == "outbound" else run_webhook_bench
             result = asyncio.run(runner(settings, options, progress))
             click.echo(orjson.dumps(result_json(result)).decode() if as_json else render_result(result))
+            counts = result.accounting
+            if counts.lost or counts.duplicates or counts.out_of_order:
+                click.echo(
+                    f"the run lost {counts.lost}, duplicated {counts.duplicates} and reordered "
+                    f"{counts.out_of_order} messages (exit {EXIT_BROKEN_GUARANTEE})",
+                    err=True,
+                )
+                sys.exit(EXIT_BROKEN_GUARANTEE)
     except (BenchSetupError, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc
     except aiohttp.ClientError as exc:

@@ -56,13 +56,13 @@ def dev_status(as_json: bool) -> None:
     report = asyncio.run(stack.status(Settings()))
     if as_json:
         click.echo(orjson.dumps(report).decode())
-        return
-    for name, component in report["components"].items():
-        mark = "healthy" if component["healthy"] else "DOWN"
-        click.echo(f"{name:12} {mark:8} {component['url']}")
-    click.echo("demo tenant:")
-    for key, value in report["demo_tenant"].items():
-        click.echo(f"  {key:24} {value}")
+    else:
+        for name, component in report["components"].items():
+            mark = "healthy" if component["healthy"] else "DOWN"
+            click.echo(f"{name:12} {mark:8} {component['url']}")
+        click.echo("demo tenant:")
+        for key, value in report["demo_tenant"].items():
+            click.echo(f"  {key:24} {value}")
     if not all(c["healthy"] for c in report["components"].values()):
         sys.exit(1)
 

@@ -134,10 +134,11 @@ def generate_key_command() -> None:
     required=True,
     help="PHONE_NUMBER_ID=DISPLAY_NUMBER; repeat for several numbers",
 )
+@click.option("--update", "replace", is_flag=True, help="Replace the tenant with this id if it exists")
 @_config_options
 @_secret_options(required=True)
-def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], **options: Any) -> None:
-    """Add a tenant (or replace one with the same id)."""
+def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], replace: bool, **options: Any) -> None:
+    """Add a tenant; an existing one is replaced only with --update (else `tenants update`)."""
     secrets = TenantSecrets(**{k: SecretStr(options[k]) for k in SECRET_FIELDS})
     tenant = Tenant(
         id=tenant_id,
@@ -146,7 +147,21 @@ def add(tenant_id: str, name: str, phone_numbers: tuple[str, ...], **options: An
         config=TenantConfig(**_config_values(options)),
         secrets=secrets,
     )
-    _run(lambda store: store.upsert(tenant), changes=tenant_id)
+
+    async def work(store: TenantStore) -> None:
+        if not replace:
+            try:
+                await store.get(tenant_id)
+            except TenantNotFound:
+                pass
+            else:
+                raise ConfigurationError(
+                    f"tenant {tenant_id} exists: `tenants add --update` replaces it whole, "
+                    "`tenants update` changes some of its settings"
+                )
+        await store.upsert(tenant)
+
+    _run(work, changes=tenant_id)
     click.echo(f"tenant {tenant_id} saved")
 
 
@@ -171,9 +186,14 @@ def rotate_key() -> None:
 
 
 @tenants.command("list")
-def list_tenants() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts (secrets masked)")
+def list_tenants(as_json: bool) -> None:
     """One line per tenant."""
-    for tenant in _run(lambda store: store.list()):
+    every = _run(lambda store: store.list())
+    if as_json:
+        click.echo(orjson.dumps([describe(tenant) for tenant in every]).decode())
+        return
+    for tenant in every:
         numbers = ",".join(p.phone_number_id for p in tenant.phone_numbers)
         state = "active" if tenant.active else "disabled"
         click.echo(f"{tenant.id}\t{state}\t{tenant.name}\t{numbers}")
