@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "redrive": "wabridge.redrive:redrive",
     "bench": "wabridge.bench.cli:bench",
     "demo": "wabridge.dev.conversation:demo",
+    "trace": "wabridge.trace:trace_command",
 }
 
 

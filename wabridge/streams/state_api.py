@@ -15,6 +15,7 @@ Endpoints (JSON in, JSON out; 4xx with ``{"error": ...}`` on bad input):
 * ``GET  /state/message/{messageId}?tenantId=&direction=``
 * ``GET  /state/tables``                              this worker's tables: keys held, partitions
 * ``GET  /state/tables/{name}/{key}``                 one table entry, from the key's owner
+* ``GET  /trace/{messageId}?tenantId=``               where a message is (``wabridge trace``)
 * ``GET  /healthz``, ``/readyz``, ``/metrics``        (the only routes without the deployment token)
 
 Writes cannot suppress or fake a delivery (issue 16). The bridge generates every conversation id
@@ -43,6 +44,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from wabridge.agents.context import StageContext
+from wabridge.connectors import s3
 from wabridge.errors import PermanentError, TransientError
 from wabridge.schemas.status import MessageStatus
 from wabridge.streams.types import StageTable
@@ -55,6 +57,7 @@ from wabridge.tables.conversations import (
 )
 from wabridge.tables.mirror import WriteKind
 from wabridge.tables.tracking import TRACK, Direction, Tracked, fetch_tracked
+from wabridge.trace import trace_with
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -163,6 +166,7 @@ def register_state_api(app: faust.App, ctx: StageContext, conversations: StageTa
         ("/state/message/{messageId}", MessageView),
         ("/state/tables", TablesView),
         ("/state/tables/{name}/{key}", TableEntryView),
+        ("/trace/{messageId}", TraceView),
         ("/healthz", HealthView),
         ("/readyz", ReadyView),
         ("/metrics", MetricsView),
@@ -368,6 +372,25 @@ class TableEntryView(StateView):
         if value is None:
             return _error(self, 404, f"no entry {key!r} in table {name!r} on its owner")
         return self.json({"table": name, "key": key, "value": value, "worker": str(self.app.conf.canonical_url)})
+
+
+class TraceView(StateView):
+    """``wabridge trace`` as a view: where a message is (``?tenantId=`` narrows it)."""
+
+    async def get(self, request: Request, messageId: str) -> Response:
+        ctx = self.ctx
+
+        async def answer() -> Response:
+            storage = s3.client(ctx.settings)
+            try:
+                report = await trace_with(
+                    ctx.settings, await ctx.pool(), storage, messageId, request.query.get("tenantId")
+                )
+            finally:
+                await s3.close(storage)
+            return self.json(report, status=200 if report["found"] else 404)
+
+        return await self.guarded(answer)
 
 
 class HealthView(View):
