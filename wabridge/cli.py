@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "bench": "wabridge.bench.cli:bench",
     "demo": "wabridge.dev.conversation:demo",
     "trace": "wabridge.trace:trace_command",
+    "reingest": "wabridge.reingest:reingest_command",
 }
 
 

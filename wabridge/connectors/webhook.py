@@ -135,6 +135,13 @@ def with_metadata(body: bytes, metadata: dict[str, Any]) -> bytes:
     return stripped[:-1] + b',"metadata":' + orjson.dumps(metadata) + b"}"
 
 
+def original_body(document: bytes) -> bytes:
+    """The body Meta sent, from an archive document (``with_metadata`` undone; trailing whitespace
+    of the original aside, byte for byte)."""
+    cut = document.rfind(b',"metadata":')
+    return document[:cut] + b"}" if cut != -1 and document.endswith(b"}") else document
+
+
 @dataclass(frozen=True)
 class EdgeDeps:
     settings: Settings
