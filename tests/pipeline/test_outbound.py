@@ -56,14 +56,20 @@ async def test_agent_texts_reach_the_customer_once_in_order_and_split_at_the_lim
     assert sent_texts(pipeline, GLOBEX.phone_number_id, "16505550603") == ["Globex here"]
 
     # Each part is tracked under the wamid Meta gave it, linked to the agent's Genesys message id.
-    rows = await pg_rows(
-        pipeline.settings,
-        "SELECT message_id, genesys_message_id, status FROM message_tracking "
-        "WHERE direction = 'outbound' AND tenant_id = 'acme' AND customer_id = $1",
-        customer,
-    )
+    # The worker writes that once Meta has answered, so the last part's row may follow its send.
     wamids = {m.wamid for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer}
-    assert {r["message_id"] for r in rows} == wamids
+    rows: list[Any] = []
+
+    async def all_tracked() -> bool:
+        rows[:] = await pg_rows(
+            pipeline.settings,
+            "SELECT message_id, genesys_message_id, status FROM message_tracking "
+            "WHERE direction = 'outbound' AND tenant_id = 'acme' AND customer_id = $1",
+            customer,
+        )
+        return {r["message_id"] for r in rows} == wamids
+
+    await wait_for(all_tracked, 10, "every part tracked under its wamid", pipeline)
     assert sorted(r["genesys_message_id"] for r in rows) == sorted([*agent_ids[:2], *[agent_ids[2]] * 3])
 
 
