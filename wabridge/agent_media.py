@@ -27,6 +27,7 @@ from miniopy_async.api import Minio
 from miniopy_async.error import MinioException, S3Error
 from prometheus_client import Counter
 
+from wabridge.connectors import s3
 from wabridge.connectors.meta_graph import MediaTooLarge, MediaUrlExpired, MetaGraphClient, SendRefused, WhatsAppTokens
 from wabridge.errors import PermanentError, TransientError
 from wabridge.media import GENESYS_ATTACHMENT_LIMIT, extension_for, media_key, presign, store_file
@@ -127,19 +128,14 @@ class AgentMedia:
         raise AssertionError("unreachable")
 
     async def _stored(self, key: str) -> bytes | None:
-        response = None
         try:
-            response = await self._storage.get_object(self._bucket, key)
-            return bytes(await response.read())
+            return await s3.get_bytes(self._storage, self._bucket, key)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NotFound"):
                 return None
             raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc}") from exc
         except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc!r}") from exc
-        finally:
-            if response is not None:
-                response.release()
 
 
 def _day_of(outbound: OutboundEvent) -> int:

@@ -91,11 +91,7 @@ async def archived_in(
             stamped = _quarantine_time(name)
             if stamped is None or not start <= stamped < end:
                 continue
-            response = await storage.get_object(bucket, name)
-            try:
-                body = await response.read()
-            finally:
-                response.release()
+            body = await s3.get_bytes(storage, bucket, name)
             yield Archived(name, stamped, body, quarantined=True)
         day += timedelta(days=1)
 

@@ -32,17 +32,23 @@ INTEGRATION_ID = "5e5a1c43-0000-4000-8000-000000000abc"
 # that range, and between choosing it and a subprocess binding it, any outgoing connection may
 # take it ("address already in use", seen once in a full run). Ports here are never handed out so.
 _PORTS = random.Random()
+# Ports already handed out in this run: two settings of one test (a webhook port and its
+# operations port, say) must never get the same one, even before either is bound.
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, outside the ephemeral range."""
+    """A loopback port nothing listens on now, outside the ephemeral range, not handed out before."""
     for _ in range(200):
         port = _PORTS.randrange(20000, 32768)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port found in 20000-32767")
 

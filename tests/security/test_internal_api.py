@@ -9,8 +9,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.state.conftest import TENANT, WorkerProcess, get_json, owns_partitions, spawn
-from tests.streams.support import wait_until
+from tests.state.conftest import TENANT, WorkerProcess, get_json, spawn_ready
 from wabridge.settings import Settings
 
 # Every route that names a tenant, a customer, a token or a table, with the request that reads it.
@@ -39,16 +38,6 @@ WRONG_CREDENTIALS = [
 ]
 
 
-async def started(http: aiohttp.ClientSession, workers: list[WorkerProcess], settings: Settings) -> WorkerProcess:
-    worker = spawn(workers, settings)
-    try:
-        await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
-    except TimeoutError:
-        print(worker.tail())
-        raise
-    return worker
-
-
 async def test_without_the_token_nothing_is_read_or_written(
     state_settings: Settings,
     workers: list[WorkerProcess],
@@ -56,7 +45,7 @@ async def test_without_the_token_nothing_is_read_or_written(
     http: aiohttp.ClientSession,
     pg: asyncpg.Connection,
 ) -> None:
-    worker = await started(http, workers, state_settings)
+    worker = await spawn_ready(workers, state_settings, http)
     # A customer with a name and number exists, as the operator (holding the token) can see.
     async with http.post(
         f"{worker.url}/state/mapping", json={"tenantId": TENANT, "waId": "4915550001", "contactName": "Ana Private"}
@@ -98,7 +87,7 @@ async def test_state_writes_cannot_suppress_or_fake_a_delivery(
     http: aiohttp.ClientSession,
     pg: asyncpg.Connection,
 ) -> None:
-    worker = await started(http, workers, state_settings)
+    worker = await spawn_ready(workers, state_settings, http)
 
     async def post(path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
         async with http.post(worker.url + path, json=body) as response:
@@ -147,7 +136,7 @@ async def test_conversation_lookups_stay_inside_their_tenant(
     clean_changelogs: None,
     http: aiohttp.ClientSession,
 ) -> None:
-    worker = await started(http, workers, state_settings)
+    worker = await spawn_ready(workers, state_settings, http)
     async with http.post(f"{worker.url}/state/mapping", json={"tenantId": TENANT, "waId": "4915550004"}) as response:
         conversation_id = (await response.json())["conversationId"]
     url = f"{worker.url}/state/conversation/{conversation_id}"

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import free_port
 from tests.services import OwnTansu, TcpProxy, TlsFiles, make_tls_files
-from tests.state.conftest import TENANT, WorkerProcess, get_json, inbound_records, owns_partitions, spawn
+from tests.state.conftest import TENANT, WorkerProcess, get_json, inbound_records, spawn_ready
 from tests.streams.support import wait_until
 from wabridge.connectors import kafka
 from wabridge.errors import ConfigurationError
@@ -109,12 +109,7 @@ async def test_a_worker_reads_and_writes_its_topics_over_tls(
 ) -> None:
     settings = over_tls(state_settings, tls_broker)
     await kafka.ensure_topics(settings)
-    worker = spawn(workers, settings)
-    try:
-        await wait_until(lambda: owns_partitions(http, worker, 1), 60, "the worker to own partitions over TLS")
-    except TimeoutError:
-        print(worker.tail())
-        raise
+    worker = await spawn_ready(workers, settings, http)
     customer = f"4917{uuid.uuid4().int % 10**8:08d}"
     producer = AIOKafkaProducer(**kafka.connection(settings), acks="all", enable_idempotence=False)
     await producer.start()

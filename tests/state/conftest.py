@@ -118,6 +118,21 @@ def spawn(workers: list[WorkerProcess], settings: Settings) -> WorkerProcess:
     return worker
 
 
+async def spawn_ready(
+    workers: list[WorkerProcess], settings: Settings, http: aiohttp.ClientSession, timeout_s: float = 60
+) -> WorkerProcess:
+    """A worker started and owning its partitions (its log printed if it does not get there)."""
+    from tests.streams.support import wait_until
+
+    worker = spawn(workers, settings)
+    try:
+        await wait_until(lambda: owns_partitions(http, worker, 1), timeout_s, "the worker to own its partitions")
+    except TimeoutError:
+        print(worker.tail())
+        raise
+    return worker
+
+
 def all_topic_names(settings: Settings) -> list[str]:
     return [*stage_topic_names(settings), *changelog_topic_names(build_worker(settings))]
 

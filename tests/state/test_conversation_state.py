@@ -20,6 +20,7 @@ from tests.state.conftest import (
     owns_partitions,
     produce,
     spawn,
+    spawn_ready,
     status_records,
 )
 from tests.streams.support import wait_until
@@ -43,12 +44,7 @@ async def test_mapping_dedupe_remap_and_statuses(
     redis: aioredis.Redis,
 ) -> None:
     settings = state_settings
-    worker = spawn(workers, settings)
-    try:
-        await wait_until(lambda: owns_partitions(http, worker, 1), 45, "the worker to own its partitions")
-    except TimeoutError:
-        print(worker.tail())
-        raise
+    worker = await spawn_ready(workers, settings, http)
 
     # A new customer's first three messages in one webhook, delivered twice (Meta's retry), plus
     # a second customer, an unreadable record and statuses of one outbound message out of order.

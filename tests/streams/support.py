@@ -17,17 +17,12 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.integration.edge_fixtures import free_port  # noqa: F401 - one port picker for the suite
 from wabridge.connectors import kafka
 from wabridge.settings import Settings
 
 HERE = Path(__file__).parent
 _log_numbers = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float) -> None:

@@ -252,11 +252,7 @@ async def find(
         name = obj.object_name
         if not name or not name.endswith(SUFFIX):
             continue
-        response = await client.get_object(bucket, name)
-        try:
-            data = await response.read()
-        finally:
-            response.release()
+        data = await s3.get_bytes(client, bucket, name)
         for webhook in read_batch(name, data):
             if message_id is None or message_id in webhook.ids:
                 yield webhook

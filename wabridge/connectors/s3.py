@@ -81,6 +81,15 @@ async def put_bytes(client: Minio, bucket: str, key: str, data: bytes, content_t
     await client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
 
+async def get_bytes(client: Minio, bucket: str, key: str) -> bytes:
+    """The object's bytes; its HTTP response released whatever happens (miniopy-async leaves that to us)."""
+    response = await client.get_object(bucket, key)
+    try:
+        return bytes(await response.read())
+    finally:
+        response.release()
+
+
 async def close(client: Minio) -> None:
     """Close ``client``'s HTTP session (miniopy-async leaves the method untyped)."""
     await client.close_session()  # type: ignore[no-untyped-call]

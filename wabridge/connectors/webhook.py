@@ -555,9 +555,11 @@ async def serve_edge(settings: Settings, host: str | None = None, port: int | No
         loop.add_signal_handler(sig, stopping.set)
     runners = []
     try:
+        # The webhook listener first: the operations port answers /healthz only once webhooks
+        # can be taken (a webhook port that cannot be bound stops the process before that).
         for application, bind, listen in (
-            (build_ops(deps), settings.webhook_ops_host, settings.webhook_ops_port),
             (app, host or settings.webhook_host, port or settings.webhook_port),
+            (build_ops(deps), settings.webhook_ops_host, settings.webhook_ops_port),
         ):
             runner = web.AppRunner(application, access_log=None)
             runners.append(runner)
@@ -566,7 +568,8 @@ async def serve_edge(settings: Settings, host: str | None = None, port: int | No
         log.info("webhook edge listening on %s:%s", host or settings.webhook_host, port or settings.webhook_port)
         await stopping.wait()
     finally:
-        # The webhook listener stops first (its cleanup closes the shared dependencies).
+        # The operations listener stops first, the webhook listener last (its cleanup closes the
+        # shared dependencies).
         for runner in reversed(runners):
             await runner.cleanup()
 
