@@ -40,6 +40,7 @@ from wabridge.errors import ConfigurationError, TransientError
 from wabridge.schemas.meta import WebhookShapeError, message_ids, parse_webhook, phone_number_ids
 from wabridge.settings import Settings
 from wabridge.streams.topics import INBOUND_WHATSAPP_MESSAGES
+from wabridge.tenants import SecretBox, TenantStore
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,6 @@ class Archived:
     source: str  # the archive address, or the quarantine object
     received_at: datetime
     body: bytes
-    quarantined: bool
 
 
 @dataclass
@@ -84,7 +84,7 @@ async def archived_in(
         async for webhook in archive.find(storage, bucket, tenant_id, stamp):
             at = datetime.fromisoformat(webhook.received_at.replace("Z", "+00:00"))
             if start <= at < end:
-                yield Archived(webhook.key, at, original_body(webhook.document), quarantined=False)
+                yield Archived(webhook.key, at, original_body(webhook.document))
         prefix = f"{QUARANTINE_PREFIX}/{tenant_id}/{stamp}/"
         async for obj in storage.list_objects(bucket, prefix=prefix, recursive=True):
             name = obj.object_name or ""
@@ -92,14 +92,18 @@ async def archived_in(
             if stamped is None or not start <= stamped < end:
                 continue
             body = await s3.get_bytes(storage, bucket, name)
-            yield Archived(name, stamped, body, quarantined=True)
+            yield Archived(name, stamped, body)
         day += timedelta(days=1)
 
 
 def _quarantine_time(name: str) -> datetime | None:
-    """``quarantine/{tenant}/{day}/{unix seconds}-{hash}.json`` → its time."""
+    """``quarantine/{tenant}/{day}/{unix seconds}-{hash}.json`` → its time; None for any other name
+    (an object someone else put there is skipped, not a reason to stop)."""
     seconds, _, _ = name.rsplit("/", 1)[-1].partition("-")
-    return datetime.fromtimestamp(int(seconds), tz=UTC) if seconds.isdigit() else None
+    try:
+        return datetime.fromtimestamp(int(seconds), tz=UTC) if seconds.isdigit() else None
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 async def reingest(
@@ -112,8 +116,6 @@ async def reingest(
     dry_run: bool = False,
     progress: bool = False,
 ) -> Summary:
-    from wabridge.tenants import SecretBox, TenantStore
-
     pool = await postgres.connect(settings, min_size=1, max_size=2)
     storage = s3.client(settings)
     publisher = DurablePublisher(settings)
