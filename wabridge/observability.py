@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
+import platform
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Info, generate_latest
+
+from wabridge import __version__
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+# ``wabridge_build_info{version,python}`` 1, on every process: which build each instance runs.
+BUILD_INFO = Info("wabridge_build", "The wabridge build this process runs")
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
 
 class NotReady(Exception):

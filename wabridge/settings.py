@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     s3_bucket_webhooks: str = "webhooks-inbound"
     s3_bucket_media_inbound: str = "media-inbound"
     s3_bucket_media_outbound: str = "media-outbound"
+    # How long each bucket keeps an object (days; the seed's figures). Raw webhooks are versioned:
+    # an overwritten or deleted version goes after the same number of days.
+    s3_webhooks_retention_days: int = Field(default=30, ge=1)
+    s3_media_inbound_retention_days: int = Field(default=90, ge=1)
+    s3_media_outbound_retention_days: int = Field(default=30, ge=1)
+    # Raw webhooks move to a colder tier after ``s3_cold_after_days`` only when one is named: an S3
+    # storage class (``GLACIER``, ``STANDARD_IA``) or a MinIO remote tier (``mc ilm tier add``).
+    # A plain MinIO has no tier and refuses a transition rule that names one it does not know.
+    s3_cold_tier: str | None = None
+    s3_cold_after_days: int = Field(default=7, ge=1)
     media_url_expiry_s: int = Field(default=3600, ge=60)
     # Media bytes one worker holds in memory at once across its downloads (5 files at the 25 MB cap).
     media_memory_budget_bytes: int = Field(default=128 * 1024 * 1024, ge=25 * 1024 * 1024)

@@ -53,15 +53,29 @@ async def test_buckets_have_versioning_and_lifecycle_rules(provisioned: Settings
         webhooks = provisioned.s3_bucket_webhooks
         assert (await client.get_bucket_versioning(webhooks)).status == ENABLED
         [rule] = (await client.get_bucket_lifecycle(webhooks)).rules
-        assert rule.transition.days == 7
-        assert rule.transition.storage_class == s3.COLD_STORAGE_CLASS
+        # No tier configured: expiry only, which a plain MinIO accepts; old versions expire too.
+        assert rule.transition is None
         assert rule.expiration.days == 30
+        assert rule.noncurrent_version_expiration.noncurrent_days == 30
         [media_in] = (await client.get_bucket_lifecycle(provisioned.s3_bucket_media_inbound)).rules
         assert media_in.expiration.days == 90
         [media_out] = (await client.get_bucket_lifecycle(provisioned.s3_bucket_media_outbound)).rules
         assert media_out.expiration.days == 30
     # Re-applying is harmless.
     assert await s3.ensure_buckets(provisioned) == []
+
+
+async def test_retention_days_and_a_cold_tier_come_from_the_settings(provisioned: Settings) -> None:
+    settings = provisioned.model_copy(
+        update={"s3_webhooks_retention_days": 45, "s3_media_inbound_retention_days": 12, "s3_cold_tier": "GLACIER"}
+    )
+    await s3.ensure_buckets(settings)
+    async with s3.client(settings) as client:
+        [rule] = (await client.get_bucket_lifecycle(settings.s3_bucket_webhooks)).rules
+        assert (rule.transition.storage_class, rule.transition.days) == ("GLACIER", 7)
+        assert rule.expiration.days == 45
+        [media_in] = (await client.get_bucket_lifecycle(settings.s3_bucket_media_inbound)).rules
+        assert media_in.expiration.days == 12
 
 
 async def test_migrations_apply_once_and_rerun_as_no_op(isolated_settings: Settings) -> None:

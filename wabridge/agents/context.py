@@ -47,6 +47,9 @@ ROUTED_TO_ERRORS = Counter(
     "wabridge_stage_errors_total", "Events a stage routed to the error topic, by stage and reason", ["stage", "reason"]
 )
 RETRIES = Counter("wabridge_stage_retries_total", "Transient failures a stage retried, by stage", ["stage"])
+RECORDS = Counter(
+    "wabridge_stage_records_total", "Records a stage finished with (done, or routed to error-events)", ["stage"]
+)
 
 # Backoff of transient failures: doubling from 0.2 s with jitter, capped, retried until the dependency is back
 # (giving up would mean dropping or stopping; the lane holds its key's later events meanwhile).
@@ -223,18 +226,22 @@ class StageContext:
         ``failed``, and the key's next event goes on. Only cancellation passes through.
         """
 
+        records = RECORDS.labels(stage)  # the series exists from the start, at 0
+        retries = RETRIES.labels(stage)
+
         async def guarded_handler(event: StageEvent) -> None:
             delays = backoff_delays(_BACKOFF_START_S, _BACKOFF_MAX_S)
             while True:
                 try:
                     await handler(event)
+                    records.inc()
                     return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     decided = classify(exc)
                     if isinstance(decided, TransientError):
-                        RETRIES.labels(stage).inc()
+                        retries.inc()
                         wait = max(next(delays), decided.retry_after or 0.0)
                         message = event.message
                         log.warning(
@@ -246,6 +253,7 @@ class StageContext:
                     if decided is not exc:
                         log.debug("%s: unprocessable record", stage, exc_info=exc)
                     await self.fail_record(stage, event, decided)
+                    records.inc()
                     return
 
         return guarded_handler

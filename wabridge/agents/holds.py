@@ -23,6 +23,8 @@ from wabridge.errors import TenantHeld, metric_reason
 log = logging.getLogger(__name__)
 
 HELD = Gauge("wabridge_tenant_held", "1 while a tenant's messages wait for an operator to fix it", ["tenant", "reason"])
+# The count, for alerts and dashboards: a series from the start (0), which the per-tenant one is not.
+HELD_COUNT = Gauge("wabridge_tenants_held", "Holds in force on this worker (tenant and peer)")
 
 # How often a held tenant's work is tried again: a fix is picked up within this, and Genesys sees
 # one refused login per tenant per period, however many customers wait.
@@ -69,6 +71,7 @@ class TenantHolds:
             current.reason = error.reason
         else:
             self._held[key] = _Hold(error.reason, time.monotonic())
+            HELD_COUNT.set(len(self._held))
         HELD.labels(error.tenant_id, metric_reason(error.reason)).set(1)
         log.error(
             "tenant %s is on hold (%s): its messages wait, retried every %.0f s, until this is fixed: %s",
@@ -82,6 +85,7 @@ class TenantHolds:
             if hold is None:
                 continue
             HELD.labels(tenant_id, metric_reason(hold.reason)).set(0)
+            HELD_COUNT.set(len(self._held))
             hold.cleared.set()
             log.warning(
                 "tenant %s is off hold (%s) after %.0f s: its messages flow again",

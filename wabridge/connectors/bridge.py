@@ -58,6 +58,7 @@ from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter, Gauge
 
 from wabridge.connectors import kafka, rabbitmq
+from wabridge.connectors.backlog import Backlog
 from wabridge.connectors.genesys import backoff_delays
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.failures import classify, describe
@@ -534,7 +535,10 @@ async def serve_bridge(settings: Settings) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, settings.bridge_host, settings.bridge_metrics_port).start()
+    backlog = asyncio.create_task(Backlog(settings).run())
     try:
         await bridge.run()
     finally:
+        backlog.cancel()
+        await asyncio.gather(backlog, return_exceptions=True)
         await runner.cleanup()

@@ -8,13 +8,16 @@ from urllib.parse import urlsplit
 
 from miniopy_async.api import Minio
 from miniopy_async.commonconfig import ENABLED, Filter
-from miniopy_async.lifecycleconfig import Expiration, LifecycleConfig, Rule, Transition
+from miniopy_async.lifecycleconfig import (
+    Expiration,
+    LifecycleConfig,
+    NoncurrentVersionExpiration,
+    Rule,
+    Transition,
+)
 from miniopy_async.versioningconfig import VersioningConfig
 
 from wabridge.settings import Settings
-
-# The storage class raw webhooks move to after 7 days (S3 Glacier; MinIO maps it to its tier).
-COLD_STORAGE_CLASS = "GLACIER"
 
 
 @dataclass(frozen=True)
@@ -22,15 +25,19 @@ class BucketPolicy:
     name: str
     versioned: bool
     expire_days: int
-    cold_after_days: int | None = None
+    # (tier or storage class, days): only when the deployment names a tier (Settings.s3_cold_tier).
+    cold: tuple[str, int] | None = None
 
 
 def bucket_policies(settings: Settings) -> list[BucketPolicy]:
-    """The seed's buckets: raw webhooks 7 d to cold and 30 d delete (versioned); media 90 d / 30 d."""
+    """The seed's buckets: raw webhooks 30 d (versioned, to a cold tier after 7 d when one is
+    configured); media 90 d inbound, 30 d outbound. Days come from the settings."""
+    s = settings
+    cold = (s.s3_cold_tier, s.s3_cold_after_days) if s.s3_cold_tier else None
     return [
-        BucketPolicy(settings.s3_bucket_webhooks, versioned=True, expire_days=30, cold_after_days=7),
-        BucketPolicy(settings.s3_bucket_media_inbound, versioned=False, expire_days=90),
-        BucketPolicy(settings.s3_bucket_media_outbound, versioned=False, expire_days=30),
+        BucketPolicy(s.s3_bucket_webhooks, versioned=True, expire_days=s.s3_webhooks_retention_days, cold=cold),
+        BucketPolicy(s.s3_bucket_media_inbound, versioned=False, expire_days=s.s3_media_inbound_retention_days),
+        BucketPolicy(s.s3_bucket_media_outbound, versioned=False, expire_days=s.s3_media_outbound_retention_days),
     ]
 
 
@@ -48,17 +55,18 @@ def client(settings: Settings, *, public: bool = False) -> Minio:
 
 
 def _lifecycle(policy: BucketPolicy) -> LifecycleConfig:
-    transition = (
-        Transition(days=policy.cold_after_days, storage_class=COLD_STORAGE_CLASS)
-        if policy.cold_after_days is not None
-        else None
-    )
+    """Expiry, which every S3 server accepts (a plain MinIO included); a transition only to a
+    configured tier. In a versioned bucket expiry only hides the current version behind a delete
+    marker, so noncurrent versions expire too, or they would be kept forever."""
     rule = Rule(
         ENABLED,
         rule_filter=Filter(prefix=""),
         rule_id=f"{policy.name}-retention",
-        transition=transition,
+        transition=Transition(days=policy.cold[1], storage_class=policy.cold[0]) if policy.cold else None,
         expiration=Expiration(days=policy.expire_days),
+        noncurrent_version_expiration=(
+            NoncurrentVersionExpiration(noncurrent_days=policy.expire_days) if policy.versioned else None
+        ),
     )
     return LifecycleConfig([rule])
 

@@ -20,7 +20,7 @@ from wabridge.agents.outbound import register_outbound
 from wabridge.agents.prepare import register_prepare
 from wabridge.connectors.genesys import GenesysAuth, GenesysClient
 from wabridge.settings import Settings
-from wabridge.streams import presence
+from wabridge.streams import metrics, presence
 from wabridge.streams.app import create_app, run_worker, worker_url
 from wabridge.streams.auth_api import register_auth_api
 from wabridge.streams.state_api import register_state_api
@@ -34,6 +34,7 @@ ACTIVITY_FLUSH_INTERVAL_S = 1.0
 def build_worker(settings: Settings) -> faust.App:
     """The workers' Faust app: every inbound stage, Genesys's events, the State and auth APIs."""
     app = create_app(settings)
+    metrics.install(app)
     ctx = StageContext(app, settings)
     prepare = register_prepare(app, ctx)
     conversations = prepare.conversations
