@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up run test lint down status
+.PHONY: install tools up run test lint down status
 
 install: $(STAMP)
 
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Debian's prometheus package (Prometheus and promtool): the monitoring tests run the shipped alert
+# rules and dashboard queries against a real Prometheus. Installed once, when missing.
+tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+		echo "installing Debian's prometheus package (Prometheus, promtool) for the monitoring tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
 
 # The embedded stack: Tansu, moto S3, PostgreSQL, Redis, RabbitMQ; topics, buckets, queues, demo tenant.
 up: install
@@ -28,7 +37,7 @@ lint: install
 	$(BIN)/mypy
 
 # The whole test suite against the real services.
-test: up lint
+test: up lint tools
 	$(BIN)/pytest
 
 status: install

@@ -47,9 +47,8 @@ ROUTED_TO_ERRORS = Counter(
     "wabridge_stage_errors_total", "Events a stage routed to the error topic, by stage and reason", ["stage", "reason"]
 )
 RETRIES = Counter("wabridge_stage_retries_total", "Transient failures a stage retried, by stage", ["stage"])
-RECORDS = Counter(
-    "wabridge_stage_records_total", "Records a stage finished with (done, or routed to error-events)", ["stage"]
-)
+# Whatever the outcome (done, or routed to error-events: wabridge_stage_errors_total says which).
+RECORDS = Counter("wabridge_stage_records_total", "Records a stage finished with", ["stage"])
 
 # Backoff of transient failures: doubling from 0.2 s with jitter, capped, retried until the dependency is back
 # (giving up would mean dropping or stopping; the lane holds its key's later events meanwhile).
@@ -226,7 +225,7 @@ class StageContext:
         ``failed``, and the key's next event goes on. Only cancellation passes through.
         """
 
-        records = RECORDS.labels(stage)  # the series exists from the start, at 0
+        finished = RECORDS.labels(stage)  # the series exists from the start, at 0
         retries = RETRIES.labels(stage)
 
         async def guarded_handler(event: StageEvent) -> None:
@@ -234,7 +233,7 @@ class StageContext:
             while True:
                 try:
                     await handler(event)
-                    records.inc()
+                    finished.inc()
                     return
                 except asyncio.CancelledError:
                     raise
@@ -253,7 +252,7 @@ class StageContext:
                     if decided is not exc:
                         log.debug("%s: unprocessable record", stage, exc_info=exc)
                     await self.fail_record(stage, event, decided)
-                    records.inc()
+                    finished.inc()
                     return
 
         return guarded_handler
