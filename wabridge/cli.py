@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "demo": "wabridge.dev.conversation:demo",
     "trace": "wabridge.trace:trace_command",
     "reingest": "wabridge.reingest:reingest_command",
+    "healthcheck": "wabridge.healthcheck:healthcheck_command",
 }
 
 

@@ -7,8 +7,10 @@ pending for its five minutes). promtool checks and unit-tests the rules (``alert
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,10 @@ import orjson
 import pytest
 import yaml
 
-from tests.integration.edge_fixtures import free_port
+from tests.integration.edge_fixtures import free_port, settings_env
 from tests.pipeline.conftest import ACME, GLOBEX, Pipeline, wait_for
 from tests.pipeline.test_poison_records import POISONS, poison, post_signed
+from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +37,26 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     assert found, f"{name} is not installed: `make test` installs Debian's prometheus package"
     return found
+
+
+def healthcheck(pid: int, env: dict[str, str]) -> int:
+    """``wabridge healthcheck --pid PID``'s exit status."""
+    argv = [sys.executable, "-m", "wabridge", "healthcheck", "--pid", str(pid)]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=30, check=False).returncode
+
+
+def test_the_health_check_fails_when_the_process_does_not_answer(isolated_settings: Settings, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here
+    stand_in = tmp_path / "wabridge"  # a "wabridge worker" that never serves
+    stand_in.write_text("import time\ntime.sleep(60)\n")
+    silent = subprocess.Popen([sys.executable, str(stand_in), "worker"])
+    try:
+        env = settings_env(isolated_settings.model_copy(update={"worker_port": port}))
+        assert healthcheck(silent.pid, env) == 1
+        assert healthcheck(os.getpid(), env) == 0  # pytest is no wabridge process: nothing to probe
+    finally:
+        silent.kill()
+        silent.wait(10)
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -152,6 +175,10 @@ async def test_prometheus_scrapes_the_bridge_under_load_every_panel_has_data_and
         ) == {"up"}
 
     await wait_for(scraping, 60, "Prometheus scraping the three processes", pipeline)
+    # The image's HEALTHCHECK finds each process's port from its command line and settings.
+    for name, process in pipeline.processes.items():
+        assert process.proc is not None
+        assert healthcheck(process.proc.pid, settings_env(pipeline.settings)) == 0, name
 
     # Load: customers of both tenants write (texts and pictures), agents answer.
     customers = [f"1650555{n:04d}" for n in range(20)]

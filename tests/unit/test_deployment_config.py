@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from wabridge import healthcheck
 from wabridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,16 +214,92 @@ def test_every_dependency_of_a_wabridge_process_is_defined_and_waited_for() -> N
 
 def test_the_processes_needed_backends_are_dependencies() -> None:
     services = load_compose()["services"]
-    assert {"kafka", "rabbitmq", "postgres", "minio"} <= set(depends_on(services["provision"]))
-    assert {"rabbitmq", "redis", "postgres", "minio"} <= set(depends_on(services["webhook"]))
+    assert {"kafka", "rabbitmq", "postgres", "s3"} <= set(depends_on(services["provision"]))
+    assert {"rabbitmq", "redis", "postgres", "s3"} <= set(depends_on(services["webhook"]))
     assert {"rabbitmq", "kafka"} <= set(depends_on(services["bridge"]))
-    assert {"kafka", "redis", "postgres", "minio"} <= set(depends_on(services["worker"]))
+    assert {"kafka", "redis", "postgres", "s3"} <= set(depends_on(services["worker"]))
+
+
+def test_the_image_health_check_is_the_one_every_process_uses() -> None:
+    healthcheck = [line for line in DOCKERFILE.read_text("utf-8").splitlines() if line.startswith("HEALTHCHECK")]
+    assert len(healthcheck) == 1 and '["wabridge", "healthcheck"]' in healthcheck[0]
+    # No service overrides it with a probe of its own, which could drift from the ports.
+    for name in PROCESS_HEALTH_PORTS:
+        assert "healthcheck" not in load_compose()["services"][name], name
 
 
 @pytest.mark.parametrize(("name", "port"), PROCESS_HEALTH_PORTS.items())
-def test_each_process_healthcheck_probes_its_healthz(name: str, port: int) -> None:
-    test = load_compose()["services"][name]["healthcheck"]["test"]
-    assert f"127.0.0.1:{port}/healthz" in " ".join(test)
+def test_the_health_check_probes_each_process_on_its_compose_port(
+    name: str, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose = load_compose()
+    env = {key: interpolate(value, example_env()) for key, value in environment(compose["services"][name]).items()}
+    for key in list(setting_env_names()):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["/opt/wabridge/bin/python", "/opt/wabridge/bin/wabridge", name]
+    assert healthcheck.process_command(argv) == name
+    assert healthcheck.HEALTH_PORTS[name](Settings(_env_file=None)) == port  # type: ignore[call-arg]
+
+
+def test_a_one_shot_command_has_nothing_to_probe() -> None:
+    assert healthcheck.process_command(["/opt/wabridge/bin/wabridge", "provision"]) is None
+    assert healthcheck.process_command(["/opt/wabridge/bin/wabridge", "tenants", "list"]) is None
+    # Only the wabridge command itself counts, not an argument that happens to be a process name.
+    assert healthcheck.process_command(["/opt/wabridge/bin/wabridge", "run", "--only", "worker"]) is None
+    assert healthcheck.process_command(["python", "-m", "wabridge", "worker"]) == "worker"
+    assert healthcheck.process_command(["pytest", "-k", "worker"]) is None
+
+
+def test_the_image_installs_the_hash_locked_dependencies_in_a_build_stage() -> None:
+    text = DOCKERFILE.read_text("utf-8")
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and stages[0].endswith(" AS build")
+    assert "--require-hashes -r requirements.lock" in text
+    assert "COPY --from=build" in text
+    assert "USER wabridge" in text
+
+
+def test_every_image_is_pinned_and_none_is_minio_or_an_unsupported_rabbitmq() -> None:
+    for name, service in load_compose()["services"].items():
+        image = service.get("image", "")
+        if not image or image.startswith("wabridge:"):
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest", f"{name}: {image} is not pinned"
+        # minio/minio is no longer published (deploy/IMAGES.md); RabbitMQ 3.x is out of support.
+        assert not repository.startswith("minio/"), name
+        if repository == "rabbitmq":
+            assert int(tag.split(".")[0]) >= 4, image
+
+
+def test_prometheus_and_grafana_are_provisioned_from_deploy() -> None:
+    services = load_compose()["services"]
+    prometheus_mounts = " ".join(services["prometheus"]["volumes"])
+    assert "./deploy/prometheus:/etc/prometheus" in prometheus_mounts
+    grafana_mounts = " ".join(services["grafana"]["volumes"])
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning" in grafana_mounts
+    assert "./deploy/grafana/dashboards:/etc/grafana/dashboards" in grafana_mounts
+    for folder in ("prometheus", "grafana/provisioning", "grafana/dashboards"):
+        assert (ROOT / "deploy" / folder).is_dir(), folder
+    # The dashboard provider reads where the dashboards are mounted; the data source is Prometheus.
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/wabridge.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    # Prometheus scrapes each process on the port its /metrics is served on.
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job.get("static_configs", [{}])[0].get("targets") or job["dns_sd_configs"][0]
+        for job in scrape["scrape_configs"]
+    }
+    assert targets["wabridge-webhook"] == [f"webhook:{PROCESS_HEALTH_PORTS['webhook']}"]
+    assert targets["wabridge-bridge"] == [f"bridge:{PROCESS_HEALTH_PORTS['bridge']}"]
+    assert targets["wabridge-worker"] == {"names": ["worker"], "type": "A", "port": 3005, "refresh_interval": "30s"}
+    # Neither UI is published beyond the host.
+    for name in ("prometheus", "grafana"):
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), name
 
 
 def test_kafka_runs_kraft_without_auto_created_topics() -> None:
@@ -236,6 +313,6 @@ def test_kafka_runs_kraft_without_auto_created_topics() -> None:
 
 def test_the_example_env_holds_no_real_secrets() -> None:
     env = example_env()
-    for key in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD"):
+    for key in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD", "S3_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"):
         assert env[key].startswith("change-me"), key
     assert env["WABRIDGE_SECRETS_KEY"].startswith("change-me")
