@@ -98,6 +98,16 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
+def service_settings(compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings the process of compose service ``name`` reads, with example.env's values."""
+    env = {key: interpolate(value, example_env()) for key, value in environment(compose["services"][name]).items()}
+    for key in list(setting_env_names()):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 # --- the check itself can fail -------------------------------------------------------------
 
 
@@ -147,12 +157,7 @@ def test_the_wabridge_processes_are_all_there() -> None:
 @pytest.mark.parametrize("name", ["provision", *PROCESS_HEALTH_PORTS])
 def test_each_process_environment_builds_the_production_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     compose = load_compose()
-    env = {key: interpolate(value, example_env()) for key, value in environment(compose["services"][name]).items()}
-    for key in list(setting_env_names()):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = service_settings(compose, name, monkeypatch)
 
     # Real Kafka: idempotent producer, every service reached by its compose name.
     assert settings.kafka_idempotent is True
@@ -232,15 +237,10 @@ def test_the_image_health_check_is_the_one_every_process_uses() -> None:
 def test_the_health_check_probes_each_process_on_its_compose_port(
     name: str, port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    compose = load_compose()
-    env = {key: interpolate(value, example_env()) for key, value in environment(compose["services"][name]).items()}
-    for key in list(setting_env_names()):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    settings = service_settings(load_compose(), name, monkeypatch)
     argv = ["/opt/wabridge/bin/python", "/opt/wabridge/bin/wabridge", name]
     assert healthcheck.process_command(argv) == name
-    assert healthcheck.HEALTH_PORTS[name](Settings(_env_file=None)) == port  # type: ignore[call-arg]
+    assert healthcheck.HEALTH_PORTS[name](settings) == port
 
 
 def test_a_one_shot_command_has_nothing_to_probe() -> None:
