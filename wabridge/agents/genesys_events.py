@@ -58,14 +58,34 @@ def dedupe_id(event: OutboundEvent) -> str:
     return f"{event.id}:{event.receipt_status}" if event.kind is OutboundKind.RECEIPT else event.id
 
 
-def register_genesys_events(app: faust.App, ctx: StageContext) -> SeenIds:
-    """Add the genesys_events agent and its dedupe table to ``app``; returns the table."""
-    settings = ctx.settings
-    source = stage_topic(app, settings, GENESYS_OUTBOUND)
-    agent_messages = stage_topic(app, settings, AGENT_MESSAGES)
-    seen = SeenIds(app, SEEN_TABLE, help="Ids of Genesys events already consumed, per customer", keep=SEEN_PER_CUSTOMER)
+class GenesysEvents:
+    """The genesys_events lanes' handler; one per worker."""
 
-    async def apply_receipt(event: OutboundEvent) -> None:
+    def __init__(self, app: faust.App, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.source = stage_topic(app, ctx.settings, GENESYS_OUTBOUND)
+        self.agent_messages = stage_topic(app, ctx.settings, AGENT_MESSAGES)
+        self.seen = SeenIds(
+            app, SEEN_TABLE, help="Ids of Genesys events already consumed, per customer", keep=SEEN_PER_CUSTOMER
+        )
+
+    async def handle(self, event: StageEvent) -> None:
+        outbound = await self.ctx.decoded(STAGE, event, decode_event, "a genesys-outbound record")
+        if outbound is None:
+            return
+        key = outbound.key
+        record_id = dedupe_id(outbound)
+        if self.seen.seen(key, record_id):
+            EVENTS.labels(outbound.kind.value.lower(), "duplicate").inc()
+            return
+        if outbound.kind is OutboundKind.RECEIPT:
+            await self.apply_receipt(outbound)
+        else:
+            await self.ctx.retrying(STAGE, lambda: send_and_wait(self.agent_messages, key, outbound.to_bytes()))
+            EVENTS.labels(outbound.kind.value.lower(), "recorded").inc()
+        self.seen.remember(key, record_id)
+
+    async def apply_receipt(self, event: OutboundEvent) -> None:
         status = _RECEIPT_STATUS.get(event.receipt_status or "")
         if status is None:
             EVENTS.labels("receipt", f"ignored_{event.receipt_status}").inc()
@@ -79,8 +99,7 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> SeenIds:
             status=status,
             error=orjson.dumps({"genesys_reasons": reasons}).decode() if reasons else None,
         )
-
-        found = await ctx.write(STAGE, APPLY_RECEIPT, update)
+        found = await self.ctx.write(STAGE, APPLY_RECEIPT, update)
         EVENTS.labels("receipt", status if found else "unknown_message").inc()
         if not found:
             log.warning(
@@ -91,24 +110,13 @@ def register_genesys_events(app: faust.App, ctx: StageContext) -> SeenIds:
                 event.channel_message_id,
             )
 
-    async def handle(event: StageEvent) -> None:
-        outbound = await ctx.decoded(STAGE, event, decode_event, "a genesys-outbound record")
-        if outbound is None:
-            return
-        key = outbound.key
-        record_id = dedupe_id(outbound)
-        if seen.seen(key, record_id):
-            EVENTS.labels(outbound.kind.value.lower(), "duplicate").inc()
-            return
-        if outbound.kind is OutboundKind.RECEIPT:
-            await apply_receipt(outbound)
-        else:
-            await ctx.retrying(STAGE, lambda: send_and_wait(agent_messages, key, outbound.to_bytes()))
-            EVENTS.labels(outbound.kind.value.lower(), "recorded").inc()
-        seen.remember(key, record_id)
+
+def register_genesys_events(app: faust.App, ctx: StageContext) -> GenesysEvents:
+    """Add the genesys_events agent and its dedupe table to ``app``; returns its handler."""
+    handler = GenesysEvents(app, ctx)
 
     async def genesys_events(stream: StageStream) -> None:
-        await run_in_lanes(stream, ctx.guarded(STAGE, handle), batch_size=500)
+        await run_in_lanes(stream, ctx.guarded(STAGE, handler.handle), batch_size=500)
 
-    app.agent(source, name=f"{__name__}.genesys_events", concurrency=1)(genesys_events)
-    return seen
+    app.agent(handler.source, name=f"{__name__}.genesys_events", concurrency=1)(genesys_events)
+    return handler
