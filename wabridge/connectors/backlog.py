@@ -69,9 +69,7 @@ class Backlog:
                     CHECK_FAILURES.labels("rabbitmq").inc()
                     self._failures.log("queue depths not refreshed (kept the last values): %s", exc)
                 try:
-                    if consumer is None:
-                        consumer = AIOKafkaConsumer(**kafka.connection(self._settings), enable_auto_commit=False)
-                        await consumer.start()
+                    consumer = consumer or await self._start_consumer()
                     await self._error_events(consumer)
                 except Exception as exc:  # noqa: BLE001 - a gauge check: counted, logged, tried next round
                     CHECK_FAILURES.labels("kafka").inc()
@@ -84,6 +82,18 @@ class Backlog:
             if connection is not None:
                 with contextlib.suppress(Exception):
                     await connection.close()
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        # Kept only once started: a client whose start failed never connects, so the next round
+        # makes a new one.
+        consumer = AIOKafkaConsumer(**kafka.connection(self._settings), enable_auto_commit=False)
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        return consumer
 
     async def _queues(self, connection: AbstractRobustConnection) -> None:
         # A channel per round: a passive declaration of a missing queue closes its channel.
