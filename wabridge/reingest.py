@@ -34,8 +34,8 @@ import orjson
 from miniopy_async.api import Minio
 
 from wabridge.connectors import archive, postgres, s3
-from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
-from wabridge.connectors.webhook import QUARANTINE_PREFIX, original_body
+from wabridge.connectors.rabbitmq import DurablePublisher
+from wabridge.connectors.webhook import QUARANTINE_PREFIX, meta_queue_headers, original_body
 from wabridge.errors import ConfigurationError, TransientError
 from wabridge.schemas.meta import WebhookShapeError, message_ids, parse_webhook, phone_number_ids
 from wabridge.settings import Settings
@@ -154,13 +154,7 @@ async def reingest(
                     summary.resent += 1
                     summary.resent_ids += ids
                     continue
-                headers = {
-                    "source": "meta",
-                    "tenants": orjson.dumps(numbers).decode(),
-                    "received_at": epoch_header(webhook.received_at.timestamp()),
-                    "archive_key": webhook.source,
-                    "reingested": "1",
-                }
+                headers = {**meta_queue_headers(numbers, webhook.received_at, webhook.source), "reingested": "1"}
                 try:
                     await publisher.publish(settings.queue(INBOUND_WHATSAPP_MESSAGES), webhook.body, headers)
                 except TransientError as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -214,15 +214,9 @@ async def _scan(
 
 
 def _step(at: datetime | str | None, step: str, detail: str, **fields: Any) -> dict[str, Any]:
-    # One form for every time (UTC, milliseconds, Z), so the steps sort by it.
-    when = (
-        at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(at, datetime) else at
-    )
+    # One form for every time (the archive's: UTC, milliseconds, Z), so the steps sort by it.
+    when = archive.iso_utc(at) if isinstance(at, datetime) else at
     return {"at": when, "step": step, "detail": detail, **{k: v for k, v in fields.items() if v is not None}}
-
-
-def _utc(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _reason(error: Any) -> str:

@@ -204,7 +204,7 @@ def encode_batch(tenant_id: str, batch: list[ArchiveTicket]) -> bytes:
         entries.append(
             {
                 "key": ticket.key,
-                "received_at": _iso(ticket.received_at),
+                "received_at": iso_utc(ticket.received_at),
                 "ids": ticket.ids,
                 "offset": offset,
                 "length": len(ticket.document),
@@ -258,5 +258,6 @@ async def find(
                 yield webhook
 
 
-def _iso(at: datetime) -> str:
+def iso_utc(at: datetime) -> str:
+    """A time as the archive writes it (UTC, milliseconds, ``Z``), so such times sort as text."""
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

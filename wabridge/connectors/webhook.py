@@ -40,7 +40,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from wabridge.connectors import postgres, redis_client, s3
-from wabridge.connectors.archive import RawArchive
+from wabridge.connectors.archive import RawArchive, iso_utc
 from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TransientError
@@ -133,6 +133,18 @@ def with_metadata(body: bytes, metadata: dict[str, Any]) -> bytes:
     if not stripped.endswith(b"}"):
         return body
     return stripped[:-1] + b',"metadata":' + orjson.dumps(metadata) + b"}"
+
+
+def meta_queue_headers(tenants: dict[str, str], received: datetime, archive_key: str) -> dict[str, str]:
+    """The headers of a Meta webhook on the inbound queue, which the bridge reads
+    (``connectors.bridge.meta_records``): the owning tenant of each ``phone_number_id``, when the
+    edge received it, and where it is archived."""
+    return {
+        "source": "meta",
+        "tenants": orjson.dumps(tenants).decode(),
+        "received_at": epoch_header(received.timestamp()),
+        "archive_key": archive_key,
+    }
 
 
 def original_body(document: bytes) -> bytes:
@@ -312,18 +324,13 @@ class WebhookEdge:
         ids = message_ids(parsed)
         key = archive_key(tenant.id, received, archive_message_id(body, parsed))
         metadata = {
-            "stored_at": received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "stored_at": iso_utc(received),
             "tenant_id": tenant.id,
             "webhook_signature": signature,
             "source_ip": request.remote,
             "user_agent": request.headers.get("User-Agent"),
         }
-        headers = {
-            "source": "meta",
-            "tenants": orjson.dumps({n: t.id for n, t in owners.items()}).decode(),
-            "received_at": epoch_header(received.timestamp()),
-            "archive_key": key,
-        }
+        headers = meta_queue_headers({n: t.id for n, t in owners.items()}, received, key)
         # Archive and publish at the same time: the webhook joins its tenant's next archive batch,
         # which is written once the publishes of its webhooks are settled (connectors.archive).
         ticket = self._d.archive.add(tenant.id, key, received, ids, with_metadata(body, metadata))
