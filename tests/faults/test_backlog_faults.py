@@ -12,27 +12,17 @@ import contextlib
 
 import aio_pika
 from aiokafka import AIOKafkaProducer
-from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from tests.delivery.test_deliver_handler import counter
 from tests.services import TcpProxy
+from tests.simulators.conftest import eventually
 from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.backlog import Backlog
 from wabridge.settings import Settings
 from wabridge.streams.topics import DEAD_LETTER_SUFFIX, ERROR_EVENTS, INBOUND_WHATSAPP_MESSAGES
 
 DEAD = INBOUND_WHATSAPP_MESSAGES + DEAD_LETTER_SUFFIX
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def until(condition: object, timeout_s: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_gauges_count_dead_letters_and_error_records(provisioned: Settings) -> None:
@@ -55,9 +45,9 @@ async def test_the_gauges_count_dead_letters_and_error_records(provisioned: Sett
 
     task = asyncio.create_task(Backlog(provisioned, interval_s=0.2).run())
     try:
-        await until(lambda: sample("wabridge_queue_messages", queue=DEAD) == 3)
-        await until(lambda: sample("wabridge_error_events_records") == 2)
-        assert sample("wabridge_queue_messages", queue=INBOUND_WHATSAPP_MESSAGES) == 0
+        await eventually(lambda: counter("wabridge_queue_messages", queue=DEAD) == 3, 20.0)
+        await eventually(lambda: counter("wabridge_error_events_records") == 2, 20.0)
+        assert counter("wabridge_queue_messages", queue=INBOUND_WHATSAPP_MESSAGES) == 0
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -87,18 +77,19 @@ async def test_unreachable_peers_are_counted_and_read_again_once_back(
 
     await rabbit_proxy.cut()
     await kafka_proxy.cut()
-    rabbit_before = sample("wabridge_backlog_check_failures_total", peer="rabbitmq")
-    kafka_before = sample("wabridge_backlog_check_failures_total", peer="kafka")
+    rabbit_before = counter("wabridge_backlog_check_failures_total", peer="rabbitmq")
+    kafka_before = counter("wabridge_backlog_check_failures_total", peer="kafka")
     task = asyncio.create_task(Backlog(settings, interval_s=0.1).run())
     try:
-        await until(lambda: sample("wabridge_backlog_check_failures_total", peer="rabbitmq") >= rabbit_before + 2)
-        await until(lambda: sample("wabridge_backlog_check_failures_total", peer="kafka") >= kafka_before + 2, 60.0)
+        failures = "wabridge_backlog_check_failures_total"
+        await eventually(lambda: counter(failures, peer="rabbitmq") >= rabbit_before + 2, 20.0)
+        await eventually(lambda: counter(failures, peer="kafka") >= kafka_before + 2, 60.0)
         assert not task.done()  # still checking, round after round
         # Both come back: the next rounds read them.
         await rabbit_proxy.start()
         await kafka_proxy.start()
-        await until(lambda: sample("wabridge_error_events_records") == 1, 60.0)
-        await until(lambda: sample("wabridge_queue_messages", queue=INBOUND_WHATSAPP_MESSAGES) == 0)
+        await eventually(lambda: counter("wabridge_error_events_records") == 1, 60.0)
+        await eventually(lambda: counter("wabridge_queue_messages", queue=INBOUND_WHATSAPP_MESSAGES) == 0, 20.0)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -18,9 +18,8 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
-from tests.delivery.test_deliver_handler import Event, Position
+from tests.delivery.test_deliver_handler import Event, Position, counter
 from tests.integration.edge_fixtures import read_topic
 from wabridge.agents.context import StageContext
 from wabridge.agents.genesys_events import GenesysEvents
@@ -61,17 +60,17 @@ async def stage(provisioned: Settings) -> AsyncIterator[Stage]:
         await ctx.close()
 
 
-def counter(kind: str, outcome: str) -> float:
-    return REGISTRY.get_sample_value("wabridge_genesys_events_total", {"kind": kind, "outcome": outcome}) or 0.0
+def events(kind: str, outcome: str) -> float:
+    return counter("wabridge_genesys_events_total", kind=kind, outcome=outcome)
 
 
 async def test_an_agent_message_is_recorded_once_for_the_outbound_stage(stage: Stage) -> None:
     body = build_agent_text(integration_id=INTEGRATION, to_id=CUSTOMER, text="Hello from the agent")
     await stage.handler.handle(stage.event(body))
     # Genesys retries a webhook it got no 200 for: the same event again is recognised.
-    before = counter("text", "duplicate")
+    before = events("text", "duplicate")
     await stage.handler.handle(stage.event(body, offset=1))
-    assert counter("text", "duplicate") == before + 1
+    assert events("text", "duplicate") == before + 1
 
     [record] = await read_topic(stage.settings, AGENT_MESSAGES, expected=1)
     event = OutboundEvent.model_validate_json(record.value)  # type: ignore[attr-defined]
@@ -94,12 +93,12 @@ async def test_a_receipt_moves_the_tracking_of_the_message_it_names(stage: Stage
     assert row is not None and row["status"] == "delivered"
 
     # A receipt for a message nobody tracked is counted and logged, not an error.
-    before = counter("receipt", "unknown_message")
+    before = events("receipt", "unknown_message")
     stray = build_inbound_receipt(
         integration_id=INTEGRATION, genesys_message_id=uuid.uuid4().hex, wamid="wamid.unknown", to_id=CUSTOMER
     )
     await stage.handler.handle(stage.event(stray, offset=1))
-    assert counter("receipt", "unknown_message") == before + 1
+    assert events("receipt", "unknown_message") == before + 1
 
 
 async def test_a_record_that_is_not_a_genesys_event_is_routed_not_raised(stage: Stage) -> None:

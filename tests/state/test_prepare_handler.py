@@ -17,9 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
-from tests.delivery.test_deliver_handler import Event, Position
+from tests.delivery.test_deliver_handler import Event, Position, counter
 from tests.integration.edge_fixtures import read_topic
 from tests.unit import meta_payloads as mp
 from wabridge.agents.context import StageContext
@@ -70,7 +69,7 @@ async def stage(provisioned: Settings) -> AsyncIterator[Stage]:
 
 
 def duplicates() -> float:
-    return REGISTRY.get_sample_value("wabridge_normalize_duplicates_total", {"kind": "message"}) or 0.0
+    return counter("wabridge_normalize_duplicates_total", kind="message")
 
 
 async def test_messages_are_made_ready_once_in_one_conversation_and_tracked(stage: Stage) -> None:
