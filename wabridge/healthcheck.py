@@ -47,7 +47,11 @@ def command_line(pid: int) -> list[str]:
 @click.option("--pid", type=int, default=1, show_default=True, help="The process to check (a container's main one).")
 def healthcheck_command(pid: int) -> None:
     """Exit 0 when the process's /healthz answers 200 (the image's HEALTHCHECK)."""
-    command = process_command(command_line(pid))
+    try:
+        command = process_command(command_line(pid))
+    except OSError as exc:
+        click.echo(f"cannot read process {pid}'s command line: {exc}", err=True)
+        sys.exit(1)
     if command is None:
         click.echo("a one-shot command: nothing to probe")
         return

@@ -61,9 +61,12 @@ class Summary:
     failed: int = 0
     resent_ids: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # The window searched: the one asked for, within what the archive can still hold.
+    searched: tuple[datetime, datetime] | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
+            "searched": [at.isoformat() for at in self.searched] if self.searched else None,
             "found": self.found,
             "resent": self.resent,
             "already_delivered": self.already_delivered,
@@ -116,10 +119,17 @@ async def reingest(
     dry_run: bool = False,
     progress: bool = False,
 ) -> Summary:
+    # Nothing older than the archive's retention is left, and nothing is archived ahead of now: a
+    # window of "everything" (--from 0001-01-01) reads the days that can hold webhooks, not millions.
+    now = datetime.now(UTC)
+    start = max(start, now - timedelta(days=settings.s3_webhooks_retention_days + 1))
+    end = min(end, now + timedelta(days=1))
+    summary = Summary(searched=(start, end))
+    if start >= end:
+        return summary
     pool = await postgres.connect(settings, min_size=1, max_size=2)
     storage = s3.client(settings)
     publisher = DurablePublisher(settings)
-    summary = Summary()
     try:
         # The tenant's numbers now (a number added since a part was quarantined counts).
         store = TenantStore(pool, SecretBox.from_settings(settings))
@@ -220,6 +230,9 @@ def reingest_command(
         click.echo(orjson.dumps(summary.as_json()).decode())
     else:
         verb = "would be re-sent" if dry_run else "re-sent"
+        if summary.searched:
+            first, last = (at.isoformat(timespec="seconds") for at in summary.searched)
+            click.echo(f"searched {first} to {last}" if first < last else "nothing to search: the window is empty")
         click.echo(
             f"found {summary.found}: {summary.resent} {verb}, {summary.already_delivered} already delivered, "
             f"{summary.in_pipeline} in the pipeline (see `wabridge trace`), {summary.failed} failed"

@@ -57,6 +57,13 @@ def test_the_health_check_fails_when_the_process_does_not_answer(isolated_settin
     finally:
         silent.kill()
         silent.wait(10)
+    # A process that is gone: unhealthy, said in one line rather than a traceback.
+    gone = subprocess.run(
+        [sys.executable, "-m", "wabridge", "healthcheck", "--pid", str(silent.pid)],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(f"cannot read process {silent.pid}") and "Traceback" not in gone.stderr
 
 
 def dashboard_queries() -> list[tuple[str, str]]:

@@ -95,3 +95,14 @@ async def test_reingest_delivers_exactly_the_missing_messages(pipeline: Pipeline
     # Again: everything is delivered now, so nothing is sent at all.
     again = await reingest(settings, "acme", start, end)
     assert (again.found, again.resent, again.already_delivered) == (5, 0, 5)
+
+    # "Everything" as the window reads only the days the archive can still hold, and finds the same.
+    forever = await reingest(
+        settings, "acme", datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), dry_run=True
+    )
+    assert forever.searched is not None
+    first, last = forever.searched
+    assert timedelta(days=settings.s3_webhooks_retention_days) < datetime.now(UTC) - first
+    assert first > datetime.now(UTC) - timedelta(days=settings.s3_webhooks_retention_days + 2)
+    assert last < datetime.now(UTC) + timedelta(days=2)
+    assert (forever.found, forever.resent, forever.already_delivered) == (5, 0, 5)

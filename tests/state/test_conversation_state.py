@@ -190,6 +190,16 @@ async def test_state_api_requests(
     status, body = await get_json(http, f"{url}/state/message/wamid.X", tenantId=TENANT)
     assert status == 200 and [m["status"] for m in body["messages"]] == ["accepted"]
     assert (await get_json(http, f"{url}/state/message/wamid.Y", tenantId=TENANT))[0] == 404
+    # A value PostgreSQL cannot hold (a NUL byte) is the caller's mistake, not the worker's: 400.
+    assert (await get_json(http, f"{url}/state/message/wamid.%00", tenantId=TENANT))[0] == 400
+    assert (await get_json(http, f"{url}/state/message/wamid.X", tenantId="a\x00b"))[0] == 400
+    assert (await get_json(http, f"{url}/state/mapping/49%0012", tenantId=TENANT))[0] == 400
+    assert (await get_json(http, f"{url}/trace/wamid.%00"))[0] == 400
+    # A write of one is refused by the sink, as every write PostgreSQL rejects: 422 with the reason.
+    refused = await post("/state/message", {"tenantId": TENANT, "messageId": "wamid.\x00", "direction": "outbound"})
+    assert refused[0] == 422 and refused[1]["reason"] == "postgres_rejected"
+    status, body = await get_json(http, f"{url}/readyz")
+    assert status == 200 and body["ready"] is True
 
     status, tables = await get_json(http, f"{url}/state/tables")
     assert status == 200 and set(tables["tables"]) == {"normalize-seen", "conversations", "genesys-seen"}

@@ -191,11 +191,14 @@ class StateView(View):
         return _deps(self).ctx
 
     async def guarded(self, action: Callable[[], Awaitable[Response]]) -> Response:
-        """Dependencies down → 503 (retry), not a stack trace."""
+        """Dependencies down → 503 (retry); a value PostgreSQL cannot hold (a NUL byte in an id,
+        a number out of range) → 400; never a stack trace."""
         try:
             return await action()
         except (TransientError, OSError, asyncpg.PostgresConnectionError, RedisError) as exc:
             return _error(self, 503, f"a dependency is unavailable: {exc}")
+        except asyncpg.DataError as exc:
+            return _error(self, 400, f"not a valid value: {exc}")
         except PermanentError as exc:
             return _error(self, 422, str(exc), reason=exc.reason)
 
