@@ -6,6 +6,7 @@ import asyncio
 
 import click
 
+from wabridge.connectors.graph_versions import check_graph_version
 from wabridge.observability import configure_logging
 from wabridge.settings import Settings
 
@@ -19,6 +20,7 @@ def webhook(host: str | None, port: int | None) -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, "webhook")
+    check_graph_version(settings.meta_graph_version)
     asyncio.run(serve_edge(settings, host, port))
 
 
@@ -29,4 +31,5 @@ def bridge() -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, "bridge")
+    check_graph_version(settings.meta_graph_version)
     asyncio.run(serve_bridge(settings))

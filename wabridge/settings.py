@@ -145,7 +145,9 @@ class Settings(BaseSettings):
     sim_meta_port: int = 3101
     sim_genesys_host: str = "127.0.0.1"
     sim_genesys_port: int = 3102
-    meta_graph_version: str = "v21.0"
+    # The newest Graph API version Meta has released; its end date and those of the others are in
+    # connectors/graph_versions.py, which warns at start when the configured one ends within 90 days.
+    meta_graph_version: str = "v26.0"
     # Sends per second per WhatsApp business number, per worker (Meta's default throughput is 80;
     # 1,000 after an upgrade; 20 for numbers shared with the WhatsApp Business app). With several
     # workers each paces its own share: set this to the number's limit divided by the workers.

@@ -41,7 +41,7 @@ from wabridge.tenants.crypto import generate_key
 TENANT_ID = "acme"
 PHONE_NUMBER_ID = "106540352242922"
 ACCESS_TOKEN = "fake-access-token"  # make_tenant's token; the simulator's number accepts it
-GRAPH = "v21.0"
+GRAPH = "v26.0"
 DOWNLOAD_PATH = "/whatsapp_business/attachments/"
 # 2025-06-08T21:39:43Z: late in the UTC day, so a local-time date would be a different day east of UTC.
 SENT_AT = 1749418783

@@ -55,7 +55,7 @@ async def genesys_files() -> AsyncIterator[GenesysFiles]:
 
 
 def agent_media(harness: MediaHarness, **options: float) -> AgentMedia:
-    graph = MetaGraphClient(graph_version="v21.0")
+    graph = MetaGraphClient(graph_version="v26.0")
     storage, presigner = s3.client(harness.settings), s3.client(harness.settings, public=True)
     harness.clients += [graph, storage, presigner]
     tokens = WhatsAppTokens(harness.redis, harness.box, harness.settings)

@@ -40,7 +40,7 @@ async def meta() -> AsyncIterator[MetaSimulator]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[MetaGraphClient]:
-    async with MetaGraphClient(graph_version="v21.0") as graph:
+    async with MetaGraphClient(graph_version="v26.0") as graph:
         yield graph
 
 

@@ -25,7 +25,7 @@ from tests.simulators.conftest import (
 )
 from wabridge.simulators import MESSAGE_KINDS, CustomerDriver, InboundSpec, MetaSimulator
 
-GRAPH = "v21.0"
+GRAPH = "v26.0"
 MAGIC = {
     "image": (b"\xff\xd8\xff", "image/jpeg"),
     "sticker": (b"RIFF", "image/webp"),

@@ -2,7 +2,7 @@
 the customers' inbound webhooks. Faithful to ``reference/whatsapp-cloud-api.md``.
 
     async with MetaSimulator(config).serve(port=0) as meta:
-        meta.url  # the Graph API base: f"{meta.url}/v21.0/{phone_number_id}/messages"
+        meta.url  # the Graph API base: f"{meta.url}/v26.0/{phone_number_id}/messages"
 """
 
 from __future__ import annotations

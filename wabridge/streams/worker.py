@@ -19,6 +19,7 @@ from wabridge.agents.genesys_events import register_genesys_events
 from wabridge.agents.outbound import register_outbound
 from wabridge.agents.prepare import register_prepare
 from wabridge.connectors.genesys import GenesysAuth, GenesysClient
+from wabridge.connectors.graph_versions import check_graph_version
 from wabridge.settings import Settings
 from wabridge.streams import metrics, presence
 from wabridge.streams.app import create_app, run_worker, worker_url
@@ -51,6 +52,11 @@ def build_worker(settings: Settings) -> faust.App:
         written = await ctx.activity.flush()
         if written:
             log.debug("last_activity_at of %d mappings written", written)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def warn_of_graph_version_end() -> None:
+        # Once, with the worker's logging in place.
+        check_graph_version(settings.meta_graph_version)
 
     @app.task  # type: ignore[untyped-decorator]
     async def announce_presence() -> None:
