@@ -113,6 +113,7 @@ async def meta(receiver: WebhookReceiver) -> AsyncIterator[MetaSimulator]:
             ),
             MetaPhoneNumber(
                 phone_number_id=OTHER_PHONE_NUMBER_ID,
+                waba_id="206540352240000",  # another business: its own WABA and templates
                 access_token=SecretStr(OTHER_ACCESS_TOKEN),
                 app_secret=SecretStr("app-secret-tenant-b"),
                 webhook_url=f"{receiver.url}/webhooks/meta-b",

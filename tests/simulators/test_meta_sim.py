@@ -24,8 +24,12 @@ from tests.simulators.conftest import (
     eventually,
 )
 from wabridge.simulators import MESSAGE_KINDS, CustomerDriver, InboundSpec, MetaSimulator
+from wabridge.simulators.meta_config import MetaPhoneNumber
+from wabridge.simulators.meta_templates import MetaTemplate
 
 GRAPH = "v26.0"
+WABA_ID = MetaPhoneNumber.model_fields["waba_id"].default
+BSUID = "US.13491208655302741918"
 MAGIC = {
     "image": (b"\xff\xd8\xff", "image/jpeg"),
     "sticker": (b"RIFF", "image/webp"),
@@ -253,6 +257,9 @@ async def test_failures_are_reported_as_status_webhooks(
 async def test_templates_go_out_after_the_window_closed(
     meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
 ) -> None:
+    meta.upsert_template(
+        MetaTemplate(waba_id=WABA_ID, name="hello_world", components=({"type": "BODY", "text": "Hi"},))
+    )
     meta.open_service_window(PHONE_NUMBER_ID, "16505551234", at=0.0)  # 1970: long closed
     _, text = await send(http, meta, {"to": "16505551234", "type": "text", "text": {"body": "x"}})
     _, template = await send(
@@ -351,3 +358,184 @@ async def test_the_request_log_filters_by_phone_number(meta: MetaSimulator, http
     assert [(e["status"], e["body"]["text"]["body"]) for e in entries] == [(200, "x"), (400, "x")]
     async with http.get(f"{meta.url}/__sim/requests", params={"path": "/nothing"}) as response:
         assert (await response.json())["requests"] == []
+
+
+# -- Customers known by a business-scoped user id (Meta, "Business-scoped user IDs"; reference
+# whatsapp-cloud-api.md, "Checked 2026-12-07"): sends to a BSUID use ``recipient``; a BSUID in
+# ``to`` is not delivered; statuses of such sends carry ``recipient_user_id``.
+
+
+async def test_a_bsuid_is_reached_by_recipient_and_its_statuses_name_the_bsuid(
+    meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    driver = CustomerDriver(meta.url, http)
+    await driver.send(PHONE_NUMBER_ID, [InboundSpec(kind="text", user_id=BSUID, username="sheena", bsuid_only=True)])
+    status, body = await send(http, meta, {"recipient": BSUID, "type": "text", "text": {"body": "Hello"}})
+    assert status == 200 and body["contacts"] == [{"input": BSUID, "user_id": BSUID}]
+    wamid = body["messages"][0]["id"]
+    await eventually(lambda: len(statuses_for(receiver, wamid)) == 3)
+    statuses = statuses_for(receiver, wamid)
+    assert [s["status"] for s in statuses] == ["sent", "delivered", "read"]
+    assert all(s["recipient_user_id"] == BSUID and "recipient_id" not in s for s in statuses)
+
+
+async def test_a_bsuid_in_to_is_accepted_but_never_delivered(
+    meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    meta.open_service_window(PHONE_NUMBER_ID, BSUID)
+    status, body = await send(http, meta, {"to": BSUID, "type": "text", "text": {"body": "Hello"}})
+    assert status == 200
+    wamid = body["messages"][0]["id"]
+    await eventually(lambda: len(statuses_for(receiver, wamid)) == 1)
+    (failed,) = statuses_for(receiver, wamid)
+    assert failed["status"] == "failed" and failed["errors"][0]["code"] == 131026
+    assert not any(m.delivered for m in meta.sent_messages(PHONE_NUMBER_ID))
+
+
+async def test_recipient_takes_only_a_bsuid(meta: MetaSimulator, http: aiohttp.ClientSession) -> None:
+    status, body = await send(http, meta, {"recipient": "16505551234", "type": "text", "text": {"body": "x"}})
+    assert (status, body["error"]["code"]) == (400, 100)
+
+
+async def test_a_phone_customer_with_a_bsuid_gets_both_ids_in_statuses(
+    meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    await CustomerDriver(meta.url, http).send(
+        PHONE_NUMBER_ID, [InboundSpec(kind="text", wa_id="16505551234", user_id=BSUID)]
+    )
+    _, body = await send(http, meta, {"to": "16505551234", "type": "text", "text": {"body": "x"}})
+    wamid = body["messages"][0]["id"]
+    await eventually(lambda: len(statuses_for(receiver, wamid)) == 3)
+    assert {(s["recipient_id"], s["recipient_user_id"]) for s in statuses_for(receiver, wamid)} == {
+        ("16505551234", BSUID)
+    }
+
+
+# -- Templates (Meta, "Message templates" and "Error codes"; reference whatsapp-cloud-api.md,
+# "Checked 2026-12-07"): each WABA's registry; what Meta refuses in a template send.
+
+SHIPPING = MetaTemplate(
+    waba_id=WABA_ID,
+    name="order_shipped",
+    language="en_US",
+    category="UTILITY",
+    components=(
+        {"type": "HEADER", "format": "IMAGE"},
+        {"type": "BODY", "text": "Hi {{1}}, order {{2}} is on its way."},
+        {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Track", "url": "https://example.com/t/{{1}}"}]},
+    ),
+)
+PROMO = MetaTemplate(
+    waba_id=WABA_ID, name="spring_sale", category="MARKETING", components=({"type": "BODY", "text": "Sale!"},)
+)
+CODE = MetaTemplate(
+    waba_id=WABA_ID, name="login_code", category="AUTHENTICATION", components=({"type": "BODY", "text": "{{1}}"},)
+)
+
+
+def shipped(name: str = "order_shipped", *, body_params: int = 2) -> dict[str, Any]:
+    return {
+        "type": "template",
+        "template": {
+            "name": name,
+            "language": {"code": "en_US"},
+            "components": [
+                {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/a.jpg"}}]},
+                {"type": "body", "parameters": [{"type": "text", "text": str(n)} for n in range(body_params)]},
+                {"type": "button", "sub_type": "url", "index": 0, "parameters": [{"type": "text", "text": "A1"}]},
+            ],
+        },
+    }
+
+
+async def test_the_template_list_is_paged_like_metas(meta: MetaSimulator, http: aiohttp.ClientSession) -> None:
+    for template in (SHIPPING, PROMO, CODE):
+        meta.upsert_template(template)
+    url = f"{meta.url}/{GRAPH}/{WABA_ID}/message_templates"
+    names: list[str] = []
+    params: dict[str, str] = {"limit": "2"}
+    while True:
+        async with http.get(url, headers=bearer(ACCESS_TOKEN), params=params) as response:
+            assert response.status == 200
+            page = await response.json()
+        names += [t["name"] for t in page["data"]]
+        assert all({"name", "language", "category", "status", "components", "id"} <= set(t) for t in page["data"])
+        if "after" not in page["paging"]["cursors"]:
+            break
+        params["after"] = page["paging"]["cursors"]["after"]
+    assert sorted(names) == ["login_code", "order_shipped", "spring_sale"]
+    async with http.get(url, headers=bearer(OTHER_ACCESS_TOKEN)) as response:
+        assert response.status == 400  # another tenant's token sees no such WABA
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (shipped("ns_1234@order_shipped"), 132001),  # Genesys's namespace@name is not a Meta name
+        (shipped("no_such_template"), 132001),
+        (shipped(body_params=1), 132000),
+        ({"type": "template", "template": {"name": "order_shipped", "language": {"code": "en_US"}}}, 132000),
+    ],
+)
+async def test_template_sends_meta_refuses(
+    meta: MetaSimulator, http: aiohttp.ClientSession, message: dict[str, Any], code: int
+) -> None:
+    meta.upsert_template(SHIPPING)
+    status, body = await send(http, meta, {"to": "16505551234", **message})
+    assert (status, body["error"]["code"]) == (400, code)
+
+
+@pytest.mark.parametrize(("status_", "code"), [("PAUSED", 132015), ("DISABLED", 132016), ("PENDING", 132001)])
+async def test_a_template_not_approved_is_refused(
+    meta: MetaSimulator, http: aiohttp.ClientSession, status_: str, code: int
+) -> None:
+    meta.upsert_template(SHIPPING.model_copy(update={"status": status_}))
+    status, body = await send(http, meta, {"to": "16505551234", **shipped()})
+    assert (status, body["error"]["code"]) == (400, code)
+
+
+async def test_an_authentication_template_needs_a_phone_number(
+    meta: MetaSimulator, http: aiohttp.ClientSession
+) -> None:
+    meta.upsert_template(CODE)
+    message = {
+        "type": "template",
+        "template": {
+            "name": "login_code",
+            "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "123456"}]}],
+        },
+    }
+    status, body = await send(http, meta, {"recipient": BSUID, **message})
+    assert (status, body["error"]["code"]) == (400, 131062)
+    status, _ = await send(http, meta, {"to": "16505551234", **message})
+    assert status == 200
+
+
+async def test_an_opt_out_stops_marketing_templates_only(
+    meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    meta.upsert_template(SHIPPING)
+    meta.upsert_template(PROMO)
+    meta.opt_out(PHONE_NUMBER_ID, "16505551234")
+    _, utility = await send(http, meta, {"to": "16505551234", **shipped()})
+    promo_message = {"type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"}}}
+    _, promo = await send(http, meta, {"to": "16505551234", **promo_message})
+    await eventually(lambda: len(statuses_for(receiver, promo["messages"][0]["id"])) == 1)
+    assert statuses_for(receiver, promo["messages"][0]["id"])[0]["errors"][0]["code"] == 131050
+    await eventually(lambda: len(statuses_for(receiver, utility["messages"][0]["id"])) == 3)
+
+
+async def test_the_marketing_messages_api_takes_marketing_templates_only(
+    meta: MetaSimulator, http: aiohttp.ClientSession
+) -> None:
+    meta.upsert_template(SHIPPING)
+    meta.upsert_template(PROMO)
+    url = f"{meta.url}/{GRAPH}/{PHONE_NUMBER_ID}/marketing_messages"
+    promo = {"type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"}}}
+    for message, expected in ((promo, 200), (shipped(), 400)):
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234", **message}
+        async with http.post(url, headers=bearer(ACCESS_TOKEN), json=body) as response:
+            assert response.status == expected
+    [sent] = [m for m in meta.sent_messages(PHONE_NUMBER_ID) if m.type == "template"]
+    assert sent.endpoint == "marketing_messages"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -46,6 +47,7 @@ from wabridge.simulators.inspection import (
 from wabridge.simulators.media_samples import sample_for
 from wabridge.simulators.meta_admin import MetaAdmin
 from wabridge.simulators.meta_config import MetaPhoneNumber, MetaSimConfig
+from wabridge.simulators.meta_templates import MetaTemplate, TemplateRefused, check_template_send
 
 logger = logging.getLogger("wabridge.simulators.meta")
 
@@ -66,6 +68,16 @@ SEND_TYPES = frozenset(
     }
 )
 _MEDIA_SEND_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+
+# A business-scoped user id: the country code, a period, then letters and digits (a parent BSUID
+# adds ``ENT.``), e.g. ``US.13491208655302741918`` (Meta, "Business-scoped user IDs"). A phone
+# number (``wa_id``) has digits only.
+_BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]{1,128}$")
+
+
+def is_bsuid(value: str) -> bool:
+    return bool(_BSUID.match(value))
+
 
 # Status failures Meta reports in the webhook (reference: error codes).
 _WINDOW_CLOSED = {
@@ -90,6 +102,14 @@ _OPTED_OUT = {
     "message": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages "
     "on WhatsApp from your business.",
     "error_data": {"details": "The recipient opted out of marketing messages."},
+}
+# A BSUID in ``to`` is not delivered (Meta, "Business-scoped user IDs": sends to a BSUID use
+# ``recipient``); Meta accepts the request and the message fails as undeliverable.
+_UNDELIVERABLE = {
+    "code": 131026,
+    "title": "Message undeliverable",
+    "message": "Message undeliverable",
+    "error_data": {"details": "Message failed to send because the recipient in 'to' is not a phone number."},
 }
 _MEDIA_DOWNLOAD_FAILED = {
     "code": 131053,
@@ -147,11 +167,17 @@ class SentMessage:
 
     wamid: str
     phone_number_id: str
-    to: str
+    to: str  # the customer as addressed: a phone number (``to``) or a BSUID (``recipient``)
     type: str
     body: dict[str, Any]
     accepted_at: str
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    addressed_by: str = "to"  # which field named the customer: to | recipient
+    endpoint: str = "messages"  # or marketing_messages (the Marketing Messages API)
+
+    @property
+    def delivered(self) -> bool:
+        return any(status["status"] == "delivered" for status in self.statuses)
 
 
 @dataclass(slots=True)
@@ -186,6 +212,8 @@ class MetaSimulator:
         self._sent: dict[str, SentMessage] = {}
         self._read_marks: list[dict[str, Any]] = []
         self._opted_out: set[tuple[str, str]] = set()  # (phone_number_id, wa_id): marketing stopped
+        # (phone_number_id, phone or BSUID) -> (phone, BSUID): one customer under either address.
+        self._customers: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self._webhooks: list[WebhookDelivery] = []
         self._send_rate = RateLimiter(window_s=1.0)
         self._rng = random.Random(seed)
@@ -213,12 +241,34 @@ class MetaSimulator:
         self.update(phone_numbers=[n for n in self.config.phone_numbers if n.phone_number_id != phone_number_id])
 
     def open_service_window(self, phone_number_id: str, wa_id: str, at: float | None = None) -> None:
-        """Record the customer's last message (opens the 24-hour window from ``at``, default now)."""
-        self._windows[(phone_number_id, wa_id)] = time.time() if at is None else at
+        """Record the customer's last message (opens the 24-hour window from ``at``, default now).
+        ``wa_id`` may be the customer's phone number or BSUID; both of a known customer open."""
+        for address in self._addresses(phone_number_id, wa_id):
+            self._windows[(phone_number_id, address)] = time.time() if at is None else at
+
+    def know_customer(self, phone_number_id: str, wa_id: str | None, user_id: str | None) -> None:
+        """The customer's phone number and BSUID, as Meta knows them: statuses of sends to either
+        name both, and the window and opt-outs are the customer's, whichever address a send uses.
+        ``wa_id`` None: a username-only customer whose phone Meta does not share."""
+        if user_id is not None:
+            self._customers[(phone_number_id, user_id)] = (wa_id, user_id)
+        if wa_id is not None:
+            self._customers[(phone_number_id, wa_id)] = (wa_id, user_id)
+
+    def _identity_of(self, phone_number_id: str, address: str) -> tuple[str | None, str | None]:
+        """(phone, BSUID) of the customer at ``address``, as far as the simulator knows them."""
+        known = self._customers.get((phone_number_id, address))
+        if known is not None:
+            return known
+        return (None, address) if is_bsuid(address) else (address, None)
+
+    def _addresses(self, phone_number_id: str, address: str) -> set[str]:
+        phone, user_id = self._identity_of(phone_number_id, address)
+        return {a for a in (phone, user_id, address) if a}
 
     def opt_out(self, phone_number_id: str, wa_id: str) -> None:
-        """The customer stops marketing messages from this number: template sends fail with 131050."""
-        self._opted_out.add((phone_number_id, wa_id))
+        """The customer stops marketing messages from this number: marketing template sends fail with 131050."""
+        self._opted_out.update((phone_number_id, address) for address in self._addresses(phone_number_id, wa_id))
 
     def fail_next_downloads(self, media_id: str, count: int = 1) -> None:
         """Fault: the next ``count`` downloads of this media's URL answer 404 (as an expired URL does)."""
@@ -273,6 +323,8 @@ class MetaSimulator:
         app.cleanup_ctx.append(self._client_session)
         app.router.add_get("/whatsapp_business/attachments/", self._download_media)
         app.router.add_post(f"/{GRAPH_VERSION}/{{phone_number_id}}/messages", self._send_message)
+        app.router.add_post(f"/{GRAPH_VERSION}/{{phone_number_id}}/marketing_messages", self._send_marketing)
+        app.router.add_get(f"/{GRAPH_VERSION}/{{waba_id}}/message_templates", self._list_templates)
         app.router.add_post(f"/{GRAPH_VERSION}/{{phone_number_id}}/media", self._upload_media)
         app.router.add_get(f"/{GRAPH_VERSION}/{{media_id}}", self._get_media)
         MetaAdmin(self).add_routes(app)
@@ -378,7 +430,71 @@ class MetaSimulator:
 
     # --- sending ------------------------------------------------------------------------------
 
-    async def _send_message(self, request: web.Request) -> web.Response:
+    async def _send_marketing(self, request: web.Request) -> web.Response:
+        """The Marketing Messages API (``POST /{phone-number-id}/marketing_messages``): MARKETING
+        templates only, otherwise as ``/messages``."""
+        return await self._send_message(request, marketing=True)
+
+    async def _list_templates(self, request: web.Request) -> web.Response:
+        """``GET /{waba-id}/message_templates``: the WABA's templates, ``limit`` a page, with
+        Meta's cursor paging (``after``)."""
+        waba_id = request.match_info["waba_id"]
+        numbers = self._authorized_numbers(request)
+        if numbers is None:
+            return _invalid_token()
+        if not any(n.waba_id == waba_id and n.phone_number_id in numbers for n in self.config.phone_numbers):
+            return _no_such_object(waba_id)
+        templates = [t for t in self.config.templates if t.waba_id == waba_id]
+        try:
+            limit = max(1, min(int(request.query.get("limit", "25")), 100))
+            start = int(request.query.get("after") or 0)
+        except ValueError:
+            return graph_error(400, "(#100) Invalid parameter", 100)
+        page = templates[start : start + limit]
+        body: dict[str, Any] = {"data": [t.listed() for t in page], "paging": {"cursors": {"before": str(start)}}}
+        if start + limit < len(templates):
+            body["paging"]["cursors"]["after"] = str(start + limit)
+            body["paging"]["next"] = str(request.url.update_query({"after": str(start + limit)}))
+        return json_response(body)
+
+    def upsert_template(self, template: MetaTemplate) -> None:
+        """Add or replace a template (WABA, name, language) in the registry."""
+        others = [
+            t
+            for t in self.config.templates
+            if (t.waba_id, t.name, t.language) != (template.waba_id, template.name, template.language)
+        ]
+        self.update(templates=[*others, template])
+
+    def _template_refusal(self, number: MetaPhoneNumber, to: str, body: dict[str, Any]) -> web.Response | None:
+        """Meta's synchronous refusal of a template send, if any (``meta_templates``)."""
+        if body.get("type") != "template":
+            return None
+        try:
+            check_template_send(
+                self.config.templates, number.waba_id, body["template"], to_bsuid=is_bsuid(to), opted_out=False
+            )
+        except TemplateRefused as refused:
+            return graph_error(400, refused.message, refused.code)
+        return None
+
+    def _template_category(self, number: MetaPhoneNumber, body: dict[str, Any]) -> str | None:
+        template = body.get("template") if body.get("type") == "template" else None
+        if not isinstance(template, dict):
+            return None
+        language = template.get("language")
+        code = language.get("code") if isinstance(language, dict) else None
+        found = next(
+            (
+                t
+                for t in self.config.templates
+                if t.waba_id == number.waba_id and t.name == template.get("name") and t.language == code
+            ),
+            None,
+        )
+        return found.category if found else None
+
+    async def _send_message(self, request: web.Request, *, marketing: bool = False) -> web.Response:
         phone_number_id = request.match_info["phone_number_id"]
         request[TAG_KEY] = phone_number_id
         numbers = self._authorized_numbers(request)
@@ -404,25 +520,36 @@ class MetaSimulator:
         problem = self._send_problem(phone_number_id, body)
         if problem is not None:
             return graph_error(400, f"(#100) {problem}", 100)
-        to = "".join(ch for ch in str(body["to"]) if ch.isdigit())
+        if marketing and self._template_category(number, body) != "MARKETING":
+            return graph_error(400, "(#100) The Marketing Messages API sends MARKETING templates only.", 100)
+        # ``to`` wins when both are present (Meta, "Business-scoped user IDs").
+        if body.get("to"):
+            raw_to = str(body["to"])
+            to = raw_to if is_bsuid(raw_to) else "".join(ch for ch in raw_to if ch.isdigit())
+            addressed_by, contact = "to", {"input": raw_to, "wa_id": to}
+        else:
+            to, addressed_by = str(body["recipient"]), "recipient"
+            contact = {"input": to, "user_id": to}
+        refusal = self._template_refusal(number, to, body)
+        if refusal is not None:
+            return refusal
         wamid = new_wamid()
-        sent = SentMessage(wamid, phone_number_id, to, body["type"], body, utc_now_iso())
+        sent = SentMessage(
+            wamid, phone_number_id, to, body["type"], body, utc_now_iso(), addressed_by=addressed_by,
+            endpoint="marketing_messages" if marketing else "messages",
+        )  # fmt: skip
         self._sent[wamid] = sent
         # The number's throughput is counted as the request arrives, not when the task below runs.
         over_rate = self._send_rate.acquire(number.phone_number_id, number.messages_per_second) is not None
         self._tasks.spawn(self._report_statuses(number, sent, over_rate))
-        return json_response(
-            {
-                "messaging_product": "whatsapp",
-                "contacts": [{"input": str(body["to"]), "wa_id": to}],
-                "messages": [{"id": wamid}],
-            }
-        )
+        return json_response({"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]})
 
     def _send_problem(self, phone_number_id: str, body: dict[str, Any]) -> str | None:
         kind = body.get("type", "text")
-        if not body.get("to"):
-            return "The parameter to is required."
+        if not body.get("to") and not body.get("recipient"):
+            return "The parameter to or recipient is required."
+        if not body.get("to") and not is_bsuid(str(body["recipient"])):
+            return "The parameter recipient must be a business-scoped user ID."
         if kind not in SEND_TYPES:
             return f"Param type must be one of {sorted(SEND_TYPES)}"
         payload = body.get(kind)
@@ -459,7 +586,10 @@ class MetaSimulator:
         """Why Meta would fail this accepted message, decided as Meta does, after accepting it."""
         if over_rate:
             return _RATE_LIMITED
-        if sent.type == "template" and (number.phone_number_id, sent.to) in self._opted_out:
+        if sent.addressed_by == "to" and is_bsuid(sent.to):
+            return _UNDELIVERABLE
+        marketing = self._template_category(number, sent.body) == "MARKETING"
+        if marketing and (number.phone_number_id, sent.to) in self._opted_out:
             return _OPTED_OUT
         if number.enforce_service_window and sent.type != "template":
             last_inbound = self._windows.get((number.phone_number_id, sent.to))
@@ -496,12 +626,14 @@ class MetaSimulator:
     async def _send_status(
         self, number: MetaPhoneNumber, sent: SentMessage, status: str, error: dict[str, Any] | None
     ) -> None:
-        item: dict[str, Any] = {
-            "id": sent.wamid,
-            "status": status,
-            "timestamp": str(int(time.time())),
-            "recipient_id": sent.to,
-        }
+        item: dict[str, Any] = {"id": sent.wamid, "status": status, "timestamp": str(int(time.time()))}
+        # A send by BSUID reports ``recipient_user_id`` (and the phone once Meta may share it); a
+        # send by phone, ``recipient_id`` (and the BSUID where the user has one).
+        phone, user_id = self._identity_of(number.phone_number_id, sent.to)
+        if phone is not None:
+            item["recipient_id"] = phone
+        if user_id is not None:
+            item["recipient_user_id"] = user_id
         if status in ("sent", "delivered") and error is None:
             item["conversation"] = {"id": secrets.token_hex(16), "origin": {"type": "service"}}
             item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
@@ -562,10 +694,11 @@ class MetaSimulator:
         """The customer stops (``stop``) or resumes (``resume``) marketing messages: the
         ``user_preferences`` webhook, and template sends fail with 131050 while stopped."""
         number = self.phone_numbers[phone_number_id]
+        addresses = {(phone_number_id, address) for address in self._addresses(phone_number_id, wa_id)}
         if value == "stop":
-            self._opted_out.add((phone_number_id, wa_id))
+            self._opted_out |= addresses
         else:
-            self._opted_out.discard((phone_number_id, wa_id))
+            self._opted_out -= addresses
         change_value = {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": number.display_phone_number, "phone_number_id": phone_number_id},
@@ -613,8 +746,8 @@ class MetaSimulator:
                 media_ids.append(media.id)
             message, contact = build_message(spec, media)
             built.append((message, contact))
-            if not spec.bsuid_only:
-                self.open_service_window(phone_number_id, spec.wa_id)
+            self.know_customer(phone_number_id, None if spec.bsuid_only else spec.wa_id, spec.user_id)
+            self.open_service_window(phone_number_id, spec.user_id if spec.bsuid_only and spec.user_id else spec.wa_id)
         groups = [built] if batch else [[item] for item in built]
         bodies = [
             encode_webhook(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from wabridge.simulators.meta_templates import MetaTemplate
+
 # Cloud API default throughput per business number (reference: 80 messages/s).
 DEFAULT_MESSAGES_PER_SECOND = 80
 # Media download URLs expire after 5 minutes (reference).
@@ -38,6 +40,8 @@ class MetaSimConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     phone_numbers: list[MetaPhoneNumber] = Field(default_factory=list)
+    # Every WABA's message templates (``MetaTemplate.waba_id``): a template send names one of them.
+    templates: list[MetaTemplate] = Field(default_factory=list)
     media_url_ttl_s: float = Field(default=DEFAULT_MEDIA_URL_TTL_S, gt=0)
     service_window_s: float = Field(default=SERVICE_WINDOW_S, gt=0)
     # Seconds after the send at which each status webhook goes out; read is skipped when None.
