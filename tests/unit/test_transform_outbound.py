@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from wabridge.schemas.genesys import ReasonCode, parse_outbound_webhook
+from wabridge.schemas.genesys import ReasonCode, meta_language, parse_outbound_webhook
 from wabridge.simulators.agent import build_agent_structured, build_agent_text, list_picker, notification, quick_replies
 from wabridge.simulators.meta import interactive_problem
-from wabridge.transforms.outbound import Unsendable, whatsapp_kind, whatsapp_parts
+from wabridge.simulators.meta_templates import MetaTemplate, check_template_send
+from wabridge.transforms.outbound import Unsendable, whatsapp_address, whatsapp_kind, whatsapp_parts
 
 
 def parts_of(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,3 +129,92 @@ def test_a_short_text_is_the_caption_of_a_single_attachment_otherwise_it_goes_fi
     long_text = "x" * 1025
     first, second = parts_of(body(long_text, 1))
     assert first["type"] == "text" and second == {"type": "image", "image": {}}
+
+
+# -- Templates as Genesys sends them, checked by the Meta simulator's template rules ---------------
+
+WABA = "waba-1"
+SHIPPED = MetaTemplate(
+    waba_id=WABA,
+    name="order_shipped",
+    language="en_US",
+    components=(
+        {"type": "HEADER", "format": "IMAGE"},
+        {"type": "BODY", "text": "Hi {{1}}, order {{2}} is on its way."},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "URL", "text": "Track", "url": "https://example.com/t/{{1}}"},
+                {"type": "QUICK_REPLY", "text": "Stop"},
+            ],
+        },
+    ),
+)
+
+
+def test_a_genesys_template_becomes_the_template_meta_accepts() -> None:
+    content = notification(
+        "5f1c_namespace@order_shipped",
+        "en-us",
+        "Ana",
+        "#123",
+        header_media={"mediaType": "Image", "url": "https://files.example/p.jpg", "mime": "image/jpeg"},
+        buttons=(
+            {"type": "Url", "index": 0, "parameters": [{"text": "A1B2"}]},
+            {"type": "QuickReply", "index": 1, "payload": "stop-updates"},
+        ),
+    )
+    outbound = parse_outbound_webhook(
+        build_agent_structured(integration_id="i", to_id="1650", content=content, text=None), tenant_id="acme"
+    )
+    [part] = whatsapp_parts(outbound)
+    assert outbound.template is not None and outbound.template.namespace == "5f1c_namespace"
+    template = part.message["template"]
+    assert (template["name"], template["language"]) == ("order_shipped", {"code": "en_US"})
+    assert part.header_kind == "image" and part.attachment is not None
+    assert part.attachment.url == "https://files.example/p.jpg"
+    components = template["components"]
+    assert components[2] == {
+        "type": "button",
+        "sub_type": "url",
+        "index": 0,
+        "parameters": [{"type": "text", "text": "A1B2"}],
+    }
+    assert components[3]["parameters"] == [{"type": "payload", "payload": "stop-updates"}]
+    # The stage fills the header with the uploaded file's id; then Meta's rules accept the send.
+    components[0]["parameters"][0]["image"] = {"id": "123"}
+    found, _ = check_template_send([SHIPPED], WABA, template, to_bsuid=False, opted_out=False)
+    assert found.name == "order_shipped"
+
+
+@pytest.mark.parametrize(
+    ("genesys", "meta"), [("en-US", "en_US"), ("pt_br", "pt_BR"), ("es", "es"), ("ZH-hk", "zh_HK"), (None, "en")]
+)
+def test_genesys_languages_become_metas_codes(genesys: str | None, meta: str) -> None:
+    assert meta_language(genesys) == meta
+
+
+def test_a_list_picker_keeps_the_agents_title_and_button_label_within_metas_limits() -> None:
+    [message] = structured(list_picker({"Sizes": ["S", "M"]}, title="Which size fits?", button_label="See sizes"))
+    interactive = message["interactive"]
+    assert interactive["header"] == {"type": "text", "text": "Which size fits?"}
+    assert interactive["action"]["button"] == "See sizes"
+    assert interactive_problem(interactive) is None
+    long = structured(list_picker({"Sizes": ["S"]}, title="T" * 80, button_label="A label far over twenty"))
+    interactive = long[0]["interactive"]
+    assert len(interactive["header"]["text"]) == 60 and interactive["header"]["text"].endswith("…")
+    assert interactive["action"]["button"] == "A label far over tw…"
+    assert interactive_problem(interactive) is None
+
+
+@pytest.mark.parametrize(
+    ("customer", "wa_id", "address"),
+    [
+        ("16505551234", None, {"to": "16505551234"}),
+        ("US.13491208655302741918", None, {"recipient": "US.13491208655302741918"}),
+        ("US.13491208655302741918", "16505551234", {"to": "16505551234"}),  # the phone, once known
+        ("16505551234", "16505550000", {"to": "16505550000"}),  # the number they changed to
+    ],
+)
+def test_a_bsuid_goes_in_recipient_and_a_phone_in_to(customer: str, wa_id: str | None, address: dict[str, str]) -> None:
+    assert whatsapp_address(customer, wa_id) == address

@@ -189,16 +189,33 @@ class Choice(BaseModel):
     section: str | None = None  # list picker section title
 
 
-class Template(BaseModel):
-    """A Genesys ``Notification`` (``template``): sent to WhatsApp as the template of that name."""
+class TemplateButton(BaseModel):
+    """One button of a Genesys template (``NotificationTemplateButton``): ``QuickReply`` with the
+    payload that comes back when tapped, ``Url`` with the parameters of its URL, or ``PhoneNumber``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str  # template.id: the template's name as the messaging platform knows it
-    language: str  # template.language, e.g. en_US
+    type: str  # QuickReply | Url | PhoneNumber (the SDK's enum); anything else is kept as sent
+    index: int  # the button's place in the template (Meta's ``index``)
+    payload: str | None = None
+    parameters: tuple[str, ...] = ()
+
+
+class Template(BaseModel):
+    """A Genesys ``Notification`` (``ContentNotificationTemplate``): sent to WhatsApp as the
+    template of that name. Genesys names a WhatsApp template ``namespace@name`` (its SDK's
+    ``ContentNotificationTemplate.id``); Meta's ``name`` is the part after ``@``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # Meta's template name (the part of template.id after "@")
+    namespace: str | None = None  # the part before "@", when Genesys sent one
+    language: str  # Meta's language code, e.g. en_US (from Genesys's en-US)
     body_text: str | None = None  # the filled-in text as Genesys shows it to the agent
-    header_parameters: tuple[str, ...] = ()
+    header_parameters: tuple[str, ...] = ()  # a Text header's parameters
+    header_media: OutboundAttachment | None = None  # a Media header's image, video or document
     body_parameters: tuple[str, ...] = ()
+    buttons: tuple[TemplateButton, ...] = ()
 
 
 class TypingEvent(BaseModel):
@@ -232,7 +249,8 @@ class OutboundEvent(Record):
     text: str | None = None
     attachments: tuple[OutboundAttachment, ...] = ()
     choice_kind: ChoiceKind | None = None  # Structured with quick replies or a list picker
-    choices_title: str | None = None  # quickReplyV2.title (shown above the choices)
+    choices_title: str | None = None  # quickReplyV2.title, or a list picker's receivedMessage.title
+    choices_button: str | None = None  # a list picker's receivedMessage.buttonLabel
     choices: tuple[Choice, ...] = ()
     template: Template | None = None  # Structured Notification
     content_types: tuple[str, ...] = ()  # every content[].contentType, so an unknown one is not lost
@@ -293,7 +311,7 @@ def parse_outbound_webhook(body: bytes | str | dict[str, Any], *, tenant_id: str
         ),
         None,
     )
-    choice_kind, choices_title, choices = _choices(message.content)
+    choice_kind, choices_title, choices_button, choices = _choices(message.content)
     channel = message.channel
     return OutboundEvent(
         id=message.id,
@@ -310,6 +328,7 @@ def parse_outbound_webhook(body: bytes | str | dict[str, Any], *, tenant_id: str
         attachments=attachments,
         choice_kind=choice_kind,
         choices_title=choices_title,
+        choices_button=choices_button,
         choices=choices,
         template=next((t for t in (_template(item.template) for item in message.content) if t is not None), None),
         content_types=tuple(_text(item.content_type) or "" for item in message.content),
@@ -342,11 +361,14 @@ def _choice(title: Any, payload: Any, description: Any = None, section: Any = No
     return Choice(title=text, payload=_text(payload) or text, description=_text(description), section=_text(section))
 
 
-def _choices(content: list[_Content]) -> tuple[ChoiceKind | None, str | None, tuple[Choice, ...]]:
-    """The agent's quick replies (``QuickReply`` items, or one ``QuickReplyV2``) or list picker."""
+def _choices(content: list[_Content]) -> tuple[ChoiceKind | None, str | None, str | None, tuple[Choice, ...]]:
+    """The agent's quick replies (``QuickReply`` items, or one ``QuickReplyV2``) or list picker,
+    with the prompt the agent wrote: a title, and a list picker's button label
+    (``ConversationContentListPicker.receivedMessage``: title, buttonLabel)."""
     found: list[Choice | None] = []
     kind: ChoiceKind | None = None
     title: str | None = None
+    button: str | None = None
     for item in content:
         if isinstance(item.quick_reply, dict):
             kind = kind or ChoiceKind.QUICK_REPLY
@@ -358,25 +380,77 @@ def _choices(content: list[_Content]) -> tuple[ChoiceKind | None, str | None, tu
                 found.append(_choice(action.get("text"), action.get("payload")))
         if isinstance(item.list_picker, dict):
             kind = kind or ChoiceKind.LIST_PICKER
+            prompt = as_dict(item.list_picker.get("receivedMessage"))
+            title = title or _text(prompt.get("title")) or _text(prompt.get("header"))
+            button = button or _text(prompt.get("buttonLabel"))
             for section in as_dicts(item.list_picker.get("sections")):
                 for entry in as_dicts(section.get("items")):
                     picked = _choice(entry.get("title"), entry.get("id"), entry.get("subtitle"), section.get("title"))
                     found.append(picked)
-    return kind, title, tuple(choice for choice in found if choice is not None)
+    return kind, title, button, tuple(choice for choice in found if choice is not None)
 
 
 def _template(raw: Any) -> Template | None:
+    """Genesys's ``ContentNotificationTemplate`` (id, language, header, body, buttons), read leniently:
+    a field of the wrong type counts as absent, and the checks against the tenant's templates
+    (``agents.outbound``) then tell the agent what is missing."""
     if not isinstance(raw, dict):
         return None
-    name = _text(raw.get("id")) or _text(raw.get("name"))
-    if name is None:
+    full = _text(raw.get("id")) or _text(raw.get("name"))
+    if full is None:
+        return None
+    namespace, _, name = full.rpartition("@")
+    if not name:
         return None
     header = as_dict(raw.get("header"))
     body = as_dict(raw.get("body"))
     return Template(
         name=name,
-        language=(_text(raw.get("language")) or "en").replace("-", "_"),
+        namespace=namespace or None,
+        language=meta_language(_text(raw.get("language"))),
         body_text=_text(body.get("text")),
-        header_parameters=tuple(_text(p.get("text")) or "" for p in as_dicts(header.get("parameters"))),
-        body_parameters=tuple(_text(p.get("text")) or "" for p in as_dicts(body.get("parameters"))),
+        header_parameters=_parameters(header.get("parameters")),
+        header_media=_header_media(header),
+        body_parameters=_parameters(body.get("parameters")),
+        buttons=tuple(b for b in (_button(i, raw) for i, raw in enumerate(as_dicts(raw.get("buttons")))) if b),
+    )
+
+
+def meta_language(language: str | None) -> str:
+    """Meta's language code for Genesys's: ``en-US`` / ``en_us`` → ``en_US``, ``pt-br`` → ``pt_BR``,
+    ``es`` → ``es`` (Meta's "Supported languages": a language, and a region in capitals)."""
+    if not language:
+        return "en"
+    base, _, region = language.strip().replace("-", "_").partition("_")
+    return f"{base.lower()}_{region.upper()}" if region else base.lower()
+
+
+def _parameters(raw: Any) -> tuple[str, ...]:
+    return tuple(_text(p.get("text")) or "" for p in as_dicts(raw))
+
+
+def _header_media(header: dict[str, Any]) -> OutboundAttachment | None:
+    media = as_dict(header.get("media"))
+    url = _text(media.get("url"))
+    if url is None:
+        return None
+    return OutboundAttachment(
+        id=_text(media.get("id")),
+        media_type=_text(media.get("mediaType")),
+        url=url,
+        mime=_text(media.get("mime")),
+        filename=_text(media.get("filename")),
+    )
+
+
+def _button(position: int, raw: dict[str, Any]) -> TemplateButton | None:
+    kind = _text(raw.get("type"))
+    if kind is None:
+        return None
+    index = raw.get("index")
+    return TemplateButton(
+        type=kind,
+        index=index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 10 else position,
+        payload=_text(raw.get("payload")),
+        parameters=_parameters(raw.get("parameters")),
     )

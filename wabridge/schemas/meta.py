@@ -38,6 +38,17 @@ BUSINESS_CUSTOMER_PREFIX = "_business:"
 UNIDENTIFIED_CUSTOMER_PREFIX = "_unidentified:"
 
 
+# A business-scoped user id (BSUID): the country code, a period, then letters and digits; a parent
+# BSUID adds ``ENT.`` (``US.13491208655302741918``, ``US.ENT.…``; Meta, "Business-scoped user IDs").
+# A phone number (``wa_id``) is digits only.
+_BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]{1,128}$")
+
+
+def is_bsuid(customer_id: str) -> bool:
+    """Whether a customer id is a BSUID (sends go by ``recipient``) rather than a phone number (``to``)."""
+    return bool(_BSUID.match(customer_id))
+
+
 class WebhookShapeError(PermanentError):
     """The body is not JSON, or JSON but not a WhatsApp Business Account webhook: quarantine it."""
 

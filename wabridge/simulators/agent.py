@@ -121,28 +121,48 @@ def quick_replies(*choices: str) -> list[dict[str, Any]]:
     return [{"contentType": "QuickReply", "quickReply": item} for item in items]
 
 
-def list_picker(sections: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One ``ListPicker`` content item: section title -> item titles."""
-    return [
-        {
-            "contentType": "ListPicker",
-            "listPicker": {
-                "id": uuid.uuid4().hex,
-                "sections": [
-                    {"title": title, "items": [{"id": f"{title}-{n}", "title": item} for n, item in enumerate(items)]}
-                    for title, items in sections.items()
-                ],
-            },
-        }
-    ]
+def list_picker(
+    sections: dict[str, list[str]], *, title: str | None = None, button_label: str | None = None
+) -> list[dict[str, Any]]:
+    """One ``ListPicker`` content item: section title -> item titles, with the prompt the agent
+    wrote (``receivedMessage``: title, buttonLabel) when given."""
+    picker: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "sections": [
+            {"title": name, "items": [{"id": f"{name}-{n}", "title": item} for n, item in enumerate(items)]}
+            for name, items in sections.items()
+        ],
+    }
+    prompt = {key: value for key, value in (("title", title), ("buttonLabel", button_label)) if value}
+    if prompt:
+        picker["receivedMessage"] = prompt
+    return [{"contentType": "ListPicker", "listPicker": picker}]
 
 
-def notification(name: str, language: str, *parameters: str, text: str | None = None) -> list[dict[str, Any]]:
-    """A ``Notification`` content item: the template ``name`` with body parameters in order."""
+def notification(
+    name: str,
+    language: str,
+    *parameters: str,
+    text: str | None = None,
+    header_text: tuple[str, ...] = (),
+    header_media: dict[str, Any] | None = None,
+    buttons: tuple[dict[str, Any], ...] = (),
+) -> list[dict[str, Any]]:
+    """A ``Notification`` content item (``ContentNotificationTemplate``): the template ``name``
+    (Genesys names WhatsApp's ``namespace@name``) with body parameters in order, and optionally a
+    Text header's parameters or a Media header (a ``ContentAttachment``), and buttons
+    (``NotificationTemplateButton``: type QuickReply | Url | PhoneNumber, index, payload, parameters)."""
     body: dict[str, Any] = {"parameters": [{"name": str(n), "text": p} for n, p in enumerate(parameters, start=1)]}
     if text is not None:
         body["text"] = text
-    return [{"contentType": "Notification", "template": {"id": name, "language": language, "body": body}}]
+    template: dict[str, Any] = {"id": name, "language": language, "body": body}
+    if header_media is not None:
+        template["header"] = {"type": "Media", "media": header_media}
+    elif header_text:
+        template["header"] = {"type": "Text", "parameters": [{"name": "1", "text": p} for p in header_text]}
+    if buttons:
+        template["buttons"] = list(buttons)
+    return [{"contentType": "Notification", "template": template}]
 
 
 def build_inbound_receipt(

@@ -785,6 +785,14 @@ def interactive_problem(payload: dict[str, Any]) -> str | None:
     action = payload.get("action")
     if not isinstance(text, str) or not text or not isinstance(action, dict):
         return "The parameters interactive['body']['text'] and interactive['action'] are required."
+    header = payload.get("header")
+    if header is not None and (
+        not isinstance(header, dict)
+        or header.get("type") != "text"
+        or not isinstance(header.get("text"), str)
+        or not 1 <= len(header["text"]) <= 60
+    ):
+        return "A text header needs a text of 1 to 60 characters."
     if kind == "button":
         buttons = action.get("buttons")
         if len(text) > 1024 or not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:

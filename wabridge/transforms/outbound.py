@@ -18,9 +18,16 @@ is rendered as text, never dropped:
   words, which the agent reads as text). A **list picker** goes the list (or numbered) way.
   Limits: Meta's "Interactive reply buttons messages" and "Interactive list messages" pages
   (developers.facebook.com/documentation/business-messaging/whatsapp/messages/, checked 2026-12).
-* A **Notification** (Genesys's template content) is a WhatsApp template send of that name and
-  language with its header and body parameters as text; the only kind allowed outside the
-  customer's 24-hour window.
+  A list picker keeps the prompt the agent wrote: its title is the list's header, its button label
+  the list's button (cut to Meta's 60 and 20 characters with an ellipsis, never refused).
+* A **Notification** (Genesys's template content) is a WhatsApp template send: Genesys's
+  ``namespace@name`` becomes Meta's ``name``, its language Meta's code; a Text header's parameters
+  as text, a Media header as an image, video or document parameter (the stage fetches the file like
+  an attachment), the body's parameters, and each button's: a quick reply's payload, a URL
+  button's suffix (Meta's "Send template messages": ``header``, ``body`` and ``button``
+  components with ``sub_type`` and ``index``). The only kind allowed outside the 24-hour window.
+
+Where it goes: :func:`whatsapp_address`, a phone number in ``to`` or a BSUID in ``recipient``.
 
 Content WhatsApp has no form for (cards, carousels, date pickers…) is ``Unsendable``: the agent
 gets a ``Failed`` receipt (``UnsupportedMessage``) naming it, rather than a message that silently
@@ -34,7 +41,8 @@ from typing import Any
 
 from wabridge.connectors.meta_graph import text_parts
 from wabridge.errors import PermanentError
-from wabridge.schemas.genesys import Choice, ChoiceKind, OutboundAttachment, OutboundEvent, ReasonCode
+from wabridge.schemas.genesys import Choice, ChoiceKind, OutboundAttachment, OutboundEvent, ReasonCode, Template
+from wabridge.schemas.meta import is_bsuid
 
 BUTTONS_MAX = 3
 BUTTON_TITLE_MAX = 20
@@ -47,6 +55,8 @@ LIST_DESCRIPTION_MAX = 72
 LIST_ID_MAX = 200
 LIST_BODY_MAX = 4096
 LIST_BUTTON_LABEL = "Choose"
+LIST_BUTTON_MAX = 20
+LIST_HEADER_MAX = 60
 CAPTION_MAX = 1024
 DEFAULT_PROMPT = "Please choose:"
 
@@ -78,6 +88,24 @@ class Part:
     preview: str  # a short description (tracking, and what a customer's reply quotes)
     attachment: OutboundAttachment | None = None  # to fetch; ``message[type]`` then gets id or link
     template: bool = False  # may be sent outside the 24-hour window
+    # For a template with a media header: its kind (image, video, document); the fetched file's
+    # id or link goes into the header parameter instead of ``message[type]``.
+    header_kind: str | None = None
+
+
+def whatsapp_address(customer_id: str, wa_id: str | None = None) -> dict[str, str]:
+    """Where a send to the customer goes: ``{"to": phone}`` when their phone number is known (the
+    conversation's ``wa_id``, else a customer id that is one), else ``{"recipient": BSUID}``. Meta
+    takes a BSUID only in ``recipient``; in ``to`` it is not delivered (Meta, "Business-scoped user
+    IDs", reference ``whatsapp-cloud-api.md``)."""
+    for candidate in (wa_id, customer_id):
+        if candidate and not is_bsuid(candidate):
+            return {"to": candidate}
+    return {"recipient": customer_id}
+
+
+def addressed_by_bsuid(address: dict[str, str]) -> bool:
+    return "recipient" in address
 
 
 def whatsapp_kind(mime: str | None) -> str:
@@ -137,17 +165,48 @@ def _template_part(outbound: OutboundEvent) -> Part:
     template = outbound.template
     assert template is not None
     components: list[dict[str, Any]] = []
-    if template.header_parameters:
+    header_kind = _header_kind(template)
+    if header_kind is not None:
+        components.append({"type": "header", "parameters": [{"type": header_kind, header_kind: {}}]})
+    elif template.header_parameters:
         parameters = [{"type": "text", "text": text} for text in template.header_parameters]
         components.append({"type": "header", "parameters": parameters})
     if template.body_parameters:
         parameters = [{"type": "text", "text": text} for text in template.body_parameters]
         components.append({"type": "body", "parameters": parameters})
+    components += _button_components(template)
     body: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
     if components:
         body["components"] = components
     preview = template.body_text or outbound.text or f"[template {template.name}]"
-    return Part({"type": "template", "template": body}, preview=preview, template=True)
+    message = {"type": "template", "template": body}
+    return Part(message, preview=preview, template=True, attachment=template.header_media, header_kind=header_kind)
+
+
+def _header_kind(template: Template) -> str | None:
+    """image, video or document for a Media header (by Genesys's mediaType, else the MIME type)."""
+    media = template.header_media
+    if media is None:
+        return None
+    by_type = {"image": "image", "video": "video", "file": "document", "document": "document"}
+    return by_type.get((media.media_type or "").lower()) or whatsapp_kind(media.mime)
+
+
+def _button_components(template: Template) -> list[dict[str, Any]]:
+    """Meta's ``button`` components: a quick reply's payload, a URL button's suffix parameters.
+    A button without parameters (a phone number, a static URL) is not named: Meta fills it in."""
+    components: list[dict[str, Any]] = []
+    for button in template.buttons:
+        kind = button.type.lower()
+        if kind == "quickreply" and button.payload:
+            parameters = [{"type": "payload", "payload": button.payload}]
+            components.append(
+                {"type": "button", "sub_type": "quick_reply", "index": button.index, "parameters": parameters}
+            )
+        elif kind == "url" and button.parameters:
+            parameters = [{"type": "text", "text": text} for text in button.parameters]
+            components.append({"type": "button", "sub_type": "url", "index": button.index, "parameters": parameters})
+    return components
 
 
 def _choice_parts(outbound: OutboundEvent, text: str) -> list[Part]:
@@ -162,14 +221,26 @@ def _choice_parts(outbound: OutboundEvent, text: str) -> list[Part]:
         return [Part(message, preview=preview)]
     sections = _list_sections(choices)
     if sections is not None and 0 < len(prompt) <= LIST_BODY_MAX:
-        action = {"button": LIST_BUTTON_LABEL, "sections": sections}
-        message = {"type": "interactive", "interactive": {"type": "list", "body": {"text": prompt}, "action": action}}
-        return [Part(message, preview=preview)]
+        label = _fit(outbound.choices_button or LIST_BUTTON_LABEL, LIST_BUTTON_MAX)
+        listed: dict[str, Any] = {
+            "type": "list",
+            "body": {"text": prompt},
+            "action": {"button": label, "sections": sections},
+        }
+        title = outbound.choices_title
+        if outbound.choice_kind is ChoiceKind.LIST_PICKER and title and title != prompt:
+            listed["header"] = {"type": "text", "text": _fit(title, LIST_HEADER_MAX)}
+        return [Part({"type": "interactive", "interactive": listed}, preview=preview)]
     lines = [prompt, ""]
     for number, choice in enumerate(choices, start=1):
         lines.append(f"{number}. {choice.title}" + (f" - {choice.description}" if choice.description else ""))
     lines += ["", "Reply with the number of your choice."]
     return _text_parts("\n".join(lines))
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, cut with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _fits_buttons(prompt: str, choices: tuple[Choice, ...]) -> bool:
