@@ -72,10 +72,11 @@ class AgentMedia:
     async def attach(
         self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, index: int, part: Part
     ) -> dict[str, Any]:
-        """``part.message`` with its file in place (``{id}``, else ``{link}``); ``TransientError`` to retry."""
+        """``part.message`` with its file in place (``{id}``, else ``{link}``); ``TransientError`` to retry.
+        A template's media header gets the file in its header parameter, as the kind it declares."""
         attachment = part.attachment
         assert attachment is not None
-        kind = str(part.message["type"])
+        kind = part.header_kind or str(part.message["type"])
         mime = (attachment.mime or "application/octet-stream").split(";", 1)[0].strip().lower()
         name = uuid.uuid5(_NAMESPACE, f"{tenant.id}:{outbound.id}:{index}").hex
         key = media_key(tenant.id, kind, _day_of(outbound), name, extension_for(mime, attachment.filename))
@@ -86,24 +87,39 @@ class AgentMedia:
         fitted = fitting_kind(kind, len(data))
         if fitted == "document" and len(data) > GENESYS_ATTACHMENT_LIMIT:
             raise Unsendable(f"the attachment is {len(data)} bytes", code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH)
+        if part.header_kind is not None:
+            if fitted != kind:  # a template's header is the kind the template declares, never another
+                raise Unsendable(
+                    f"the template's {kind} header is {len(data)} bytes, over WhatsApp's cap for a {kind}",
+                    code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH,
+                )
+            return _with_header_media(
+                part.message, kind, await self._media_ref(tenant, phone_number_id, key, data, mime, attachment.filename)
+            )
         payload = dict(part.message[kind])
         if fitted != kind:
             if "caption" in payload and fitted not in CAPTIONED:
                 payload.pop("caption")
             payload.setdefault("filename", attachment.filename or f"{name}.{extension_for(mime)}")
-        filename = attachment.filename or key.rsplit("/", 1)[-1]
+        payload.update(await self._media_ref(tenant, phone_number_id, key, data, mime, attachment.filename))
+        return {"type": fitted, fitted: payload}
+
+    async def _media_ref(
+        self, tenant: Tenant, phone_number_id: str, key: str, data: bytes, mime: str, filename: str | None
+    ) -> dict[str, str]:
+        """``{"id": …}`` of the file uploaded to Meta, else ``{"link": …}`` to the stored copy."""
+        name = filename or key.rsplit("/", 1)[-1]
         try:
             media_id = await self._tokens.using(
                 tenant,
-                lambda token: self._graph.upload_media(tenant, phone_number_id, token, data, mime, filename),
+                lambda token: self._graph.upload_media(tenant, phone_number_id, token, data, mime, name),
             )
-            payload["id"] = media_id
-            ATTACHED.labels("uploaded").inc()
         except SendRefused:
             # Meta would not take the upload (type or size it refuses here): the seed's fallback, a link.
-            payload["link"] = await presign(self._presigner, self._bucket, key, LINK_EXPIRY)
             ATTACHED.labels("link").inc()
-        return {"type": fitted, fitted: payload}
+            return {"link": await presign(self._presigner, self._bucket, key, LINK_EXPIRY)}
+        ATTACHED.labels("uploaded").inc()
+        return {"id": media_id}
 
     async def _fetch(self, url: str) -> bytes:
         """The file at Genesys's URL. A few tries over a few seconds: the URL is short-lived, and an
@@ -136,6 +152,18 @@ class AgentMedia:
             raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc}") from exc
         except (MinioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise TransientError(f"S3 get of {self._bucket}/{key} failed: {exc!r}") from exc
+
+
+def _with_header_media(message: dict[str, Any], kind: str, ref: dict[str, str]) -> dict[str, Any]:
+    """The template send with the file in its header parameter (``{"type": kind, kind: ref}``)."""
+    template = dict(message["template"])
+    components = []
+    for component in template.get("components", []):
+        if component.get("type") == "header":
+            component = {**component, "parameters": [{"type": kind, kind: ref}]}
+        components.append(component)
+    template["components"] = components
+    return {**message, "template": template}
 
 
 def _day_of(outbound: OutboundEvent) -> int:

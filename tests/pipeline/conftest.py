@@ -38,6 +38,7 @@ from wabridge.simulators import (
     MetaSimulator,
 )
 from wabridge.simulators.customer import CustomerDriver, InboundSpec
+from wabridge.simulators.meta_templates import MetaTemplate
 from wabridge.streams import internal_auth
 from wabridge.streams.app import changelog_topic_names
 from wabridge.streams.topics import DEAD_LETTER_SUFFIX, QUEUES
@@ -52,6 +53,10 @@ class BridgeTenant:
     display_phone_number: str
     client_id: str
     integration_id: str
+
+    @property
+    def waba_id(self) -> str:
+        return "1" + self.phone_number_id[1:]  # the WhatsApp Business Account of the number
 
     @property
     def app_secret(self) -> str:
@@ -74,7 +79,11 @@ class BridgeTenant:
             id=self.id,
             name=f"{self.id} test business",
             phone_numbers=(
-                PhoneNumber(phone_number_id=self.phone_number_id, display_phone_number=self.display_phone_number),
+                PhoneNumber(
+                    phone_number_id=self.phone_number_id,
+                    display_phone_number=self.display_phone_number,
+                    waba_id=self.waba_id,
+                ),
             ),
             config=TenantConfig(
                 genesys_client_id=self.client_id,
@@ -92,6 +101,42 @@ class BridgeTenant:
             ),
         )
 
+
+# The message templates each tenant's WhatsApp Business Account holds at Meta (the simulator's registry).
+TEMPLATES = (
+    MetaTemplate(
+        waba_id="-",
+        name="appointment_reminder",
+        category="UTILITY",
+        components=({"type": "BODY", "text": "Hi {{1}}, see you {{2}}."},),
+    ),
+    MetaTemplate(
+        waba_id="-", name="spring_sale", category="MARKETING", components=({"type": "BODY", "text": "Sale, {{1}}!"},)
+    ),
+    MetaTemplate(waba_id="-", name="welcome", category="UTILITY", components=({"type": "BODY", "text": "Hi {{1}}"},)),
+    MetaTemplate(
+        waba_id="-",
+        name="login_code",
+        category="AUTHENTICATION",
+        components=({"type": "BODY", "text": "{{1}} is your code."},),
+    ),
+    MetaTemplate(
+        waba_id="-",
+        name="order_shipped",
+        category="UTILITY",
+        components=(
+            {"type": "HEADER", "format": "IMAGE"},
+            {"type": "BODY", "text": "Hi {{1}}, order {{2}} is on its way."},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {"type": "URL", "text": "Track", "url": "https://example.com/track/{{1}}"},
+                    {"type": "QUICK_REPLY", "text": "Stop updates"},
+                ],
+            },
+        ),
+    ),
+)
 
 ACME = BridgeTenant("acme", "106540352242922", "15550783881", "acme-client", "integration-acme")
 GLOBEX = BridgeTenant("globex", "206540352242999", "15550783999", "globex-client", "integration-globex")
@@ -244,12 +289,14 @@ def _sim_configs(settings: Settings, genesys_rate_limit: int) -> tuple[MetaSimCo
             MetaPhoneNumber(
                 phone_number_id=t.phone_number_id,
                 display_phone_number=t.display_phone_number,
+                waba_id=t.waba_id,
                 access_token=SecretStr(t.whatsapp_token),
                 app_secret=SecretStr(t.app_secret),
                 webhook_url=f"{edge}/webhook/meta",
             )
             for t in TENANTS
         ],
+        templates=[template.model_copy(update={"waba_id": t.waba_id}) for t in TENANTS for template in TEMPLATES],
     )
     genesys = GenesysSimConfig(
         clients=[GenesysClient(client_id=t.client_id, client_secret=SecretStr(t.client_secret)) for t in TENANTS],

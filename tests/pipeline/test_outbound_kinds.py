@@ -129,7 +129,9 @@ async def test_quick_replies_become_buttons_and_the_customers_tap_answers_the_ag
     assert answer["buttonResponse"]["payload"] == "no" and answer["buttonResponse"]["text"] == "No"
 
 
-async def test_templates_go_outside_the_window_but_never_to_a_customer_who_opted_out(pipeline: Pipeline) -> None:
+async def test_templates_go_outside_the_window_and_marketing_ones_never_to_a_customer_who_opted_out(
+    pipeline: Pipeline,
+) -> None:
     quiet, stopped = "16505550721", "16505550722"
     # Both customers last wrote 25 hours ago (Meta's timestamp): free text can no longer be sent.
     old = int(time.time()) - 25 * 3600
@@ -162,24 +164,33 @@ async def test_templates_go_outside_the_window_but_never_to_a_customer_who_opted
 
     await wait_for(template_delivered, 60, "the template's Delivered receipt", pipeline)
 
-    # A customer who stops marketing messages: the next template is not sent, the agent reads why.
+    # A customer who stops marketing messages: the next marketing template is not sent (the agent
+    # reads why); a utility template still goes, as Meta allows.
     await pipeline.meta.send_user_preference(ACME.phone_number_id, stopped, "stop")
+    sale = notification("spring_sale", "en-US", "Sheena")
 
     async def refused_after_opt_out() -> bool:
-        agent = await pipeline.genesys.send_agent_message(ACME.integration_id, stopped, content=reminder)
+        agent = await pipeline.genesys.send_agent_message(ACME.integration_id, stopped, content=sale)
         await wait_for(lambda: _has_failed(pipeline, agent.message_id), 30, "a receipt for the template", pipeline)
         return receipts(pipeline, ACME, agent.message_id, "Failed")[0]["reasons"][0]["code"] == "RecipientOptedOut"
 
     # The preference webhook and the agent's template race through different topics: the first
     # template may reach Meta, which refuses it with 131050 (also RecipientOptedOut); later ones
     # are refused before sending.
-    await wait_for(refused_after_opt_out, 60, "templates refused after the opt-out", pipeline)
+    await wait_for(refused_after_opt_out, 60, "marketing templates refused after the opt-out", pipeline)
     before = len(sent_to(pipeline, stopped))
-    last = await pipeline.genesys.send_agent_message(ACME.integration_id, stopped, content=reminder)
+    last = await pipeline.genesys.send_agent_message(ACME.integration_id, stopped, content=sale)
     await wait_for(lambda: _has_failed(pipeline, last.message_id), 30, "a Failed receipt", pipeline)
     [failed] = receipts(pipeline, ACME, last.message_id, "Failed")
     assert failed["reasons"][0]["code"] == "RecipientOptedOut" and "opted out" in failed["reasons"][0]["message"]
     assert len(sent_to(pipeline, stopped)) == before  # refused before reaching Meta
+
+    utility = await pipeline.genesys.send_agent_message(ACME.integration_id, stopped, content=reminder)
+
+    async def utility_delivered() -> bool:
+        return bool(receipts(pipeline, ACME, utility.message_id, "Delivered"))
+
+    await wait_for(utility_delivered, 60, "the utility template delivered to the opted-out customer", pipeline)
 
 
 async def _has_failed(pipeline: Pipeline, message_id: str) -> bool:

@@ -19,18 +19,28 @@ whole number; 131056, one customer's pair limit, backs off only that customer's 
 token holds the tenant's WhatsApp work (``whatsapp`` hold); Meta's own trouble is retried in the
 lane; a refusal no retry changes routes the event to ``error-events`` with Meta's code.
 
+Where: a customer's phone number goes in ``to``, a BSUID (a customer known only by a WhatsApp
+username) in ``recipient`` (``transforms.outbound.whatsapp_address``).
+
 The 24-hour window: free-form messages are sent only within 24 hours of the customer's last
-message (its Meta timestamp, kept by the conversation); a template goes at any time, except to a
-customer who opted out of marketing messages (Meta's 131050 or a ``user_preferences`` stop, kept by
-the conversation). What is not sent gets a ``Failed`` receipt the agent can read
+message (its Meta timestamp, kept by the conversation); a template goes at any time. A template is
+first checked against the tenant's templates at Meta (``connectors.meta_templates``,
+``transforms.templates``): one Meta would refuse (unknown in that language, not approved, the wrong
+parameter count, an authentication template to a BSUID) is not sent. A MARKETING template is not
+sent to a customer who opted out of marketing messages (Meta's 131050 or a ``user_preferences``
+stop, kept by the conversation); utility and authentication templates are. MARKETING templates go
+through Meta's Marketing Messages API where the tenant enabled it. What is not sent gets a
+``Failed`` receipt the agent can read
 (``MessageExpired``, ``RecipientOptedOut``, ``UnsupportedMessage`` naming the content WhatsApp
 cannot show, or Meta's refusal mapped by ``transforms.receipts``). Genesys's webhook was answered
 2xx long before: a failed send is reported by a receipt, never by refusing the webhook.
 
 Receipts: Meta's ``delivered`` and ``failed`` statuses of our sends come back through the inbound
 pipeline; resolve_conversation tracks them and, for a part of an agent's message, puts a
-``ReceiptDue`` on this topic (same key, so it follows the customer's sends), which becomes the
-``Delivered`` / ``Failed`` receipt POSTed to Genesys here.
+``ReceiptDue`` on this topic (same key, so it follows the customer's sends). Genesys reads
+``isFinalReceipt`` as the message's last word, so it gets one receipt per agent message: ``Failed``
+as soon as a part fails, ``Delivered`` once every part is delivered, nothing before
+(``tables.outbound.fetch_outcome``).
 
 The agent typing marks the customer's last message read with WhatsApp's typing indicator, at
 most once per customer every few seconds, best effort.
@@ -53,6 +63,7 @@ from wabridge.agents.context import StageContext
 from wabridge.connectors import s3
 from wabridge.connectors.genesys import GenesysClient
 from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, NumberRateLimited, SendRefused, WhatsAppTokens
+from wabridge.connectors.meta_templates import Catalog, TemplateCatalog
 from wabridge.errors import PermanentError, metric_reason
 from wabridge.failures import classify
 from wabridge.schemas.genesys import OutboundEvent, OutboundKind, ReasonCode, genesys_time
@@ -62,10 +73,19 @@ from wabridge.streams.lanes import run_in_lanes
 from wabridge.streams.topics import AGENT_MESSAGES
 from wabridge.streams.types import StageEvent, StageStream, StageTable
 from wabridge.tables.conversations import ConversationMapping
-from wabridge.tables.outbound import BEGIN_SEND, FINISH_SEND, SendAttempt, SendDone
+from wabridge.tables.outbound import (
+    BEGIN_SEND,
+    FINISH_SEND,
+    MessageOutcome,
+    SendAttempt,
+    SendDone,
+    fetch_outcome,
+    mark_told,
+)
 from wabridge.tenants import Tenant
-from wabridge.transforms.outbound import Part, Unsendable, whatsapp_parts
+from wabridge.transforms.outbound import Part, Unsendable, addressed_by_bsuid, whatsapp_address, whatsapp_parts
 from wabridge.transforms.receipts import failed_receipt, reason_code, to_open_receipt
+from wabridge.transforms.templates import MARKETING, template_problem
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +101,12 @@ UNCONFIRMED_RESENDS = Counter(
 )
 NOT_SENT = Counter("wabridge_outbound_not_sent_total", "Agent events not sent to WhatsApp, by kind", ["kind"])
 RECEIPTS = Counter("wabridge_outbound_receipts_total", "Receipts POSTed to Genesys, by status", ["tenant", "status"])
+TEMPLATE_CHECKS = Counter(
+    "wabridge_outbound_template_checks_total", "Agent templates checked against Meta's list, by outcome", ["outcome"]
+)
+# Meta's template refusals (132000 parameters, 132001 unknown, 132015 paused, 132016 disabled): the
+# tenant's template list is read again, so the next check sees what Meta sees.
+TEMPLATE_REFUSAL_CODES = frozenset({132000, 132001, 132015, 132016})
 
 PAUSES = Counter(
     "wabridge_outbound_number_pauses_total", "Times a business number's sends paused for Meta's 130429", ["number"]
@@ -147,6 +173,7 @@ class Sender:
         self.media = AgentMedia(
             ctx.settings, graph=self.graph, tokens=self.tokens, storage=self._storage, presigner=self._presigner
         )
+        self.templates = TemplateCatalog(ctx.redis, ctx.settings, self.graph, self.tokens)
         # key -> when its typing indicator was last shown (monotonic); pruned to the last seconds.
         self._typing_shown: dict[str, float] = {}
 
@@ -195,19 +222,27 @@ class Sender:
             note = f"Not sent: the customer's 24-hour WhatsApp window is closed ({since}); only a template can be sent."
             await self.tell_failure(outbound, ReasonCode.MESSAGE_EXPIRED, note)
             return
-        if any(part.template for part in parts) and mapping is not None and mapping.marketing_opted_out_at:
-            SENDS.labels(tenant.id, "opted_out").inc()
-            note = (
-                "Not sent: the customer opted out of marketing messages on WhatsApp "
-                f"(since {genesys_time(mapping.marketing_opted_out_at)}); templates are not sent to them "
-                "until they opt in again. A reply within 24 hours of their next message can be sent."
-            )
-            await self.tell_failure(outbound, ReasonCode.RECIPIENT_OPTED_OUT, note)
-            return
+        address = whatsapp_address(outbound.customer_id, mapping.wa_id if mapping else None)
         try:
             phone_number_id = self.phone_number_for(mapping, tenant)
+            category = await self.template_category(tenant, phone_number_id, outbound, address)
+            if category == "refused":
+                return
+            if category == MARKETING and mapping is not None and mapping.marketing_opted_out_at:
+                SENDS.labels(tenant.id, "opted_out").inc()
+                note = (
+                    "Not sent: the customer opted out of marketing messages on WhatsApp "
+                    f"(since {genesys_time(mapping.marketing_opted_out_at)}); marketing templates are not "
+                    "sent to them until they opt in again. Utility templates, and a reply within 24 hours of "
+                    "their next message, can be sent."
+                )
+                await self.tell_failure(outbound, ReasonCode.RECIPIENT_OPTED_OUT, note)
+                return
+            marketing = category == MARKETING and tenant.config.meta_marketing_messages_api
             for index, part in enumerate(parts):
-                await self.send_once(tenant, phone_number_id, outbound, index, part)
+                await self.send_once(
+                    tenant, phone_number_id, outbound, index, part, address, parts=len(parts), marketing=marketing
+                )
         except Unsendable as exc:
             SENDS.labels(tenant.id, "unsupported").inc()
             await self.tell_failure(outbound, exc.code, f"Not sent: {exc}.")
@@ -215,7 +250,49 @@ class Sender:
             SENDS.labels(tenant.id, metric_reason(exc.reason)).inc()
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
             code = reason_code(exc.code) if isinstance(exc, SendRefused) else ReasonCode.GENERAL_ERROR
+            if isinstance(exc, SendRefused) and exc.code in TEMPLATE_REFUSAL_CODES:
+                waba_id = self.waba_of(tenant, mapping)
+                if waba_id:
+                    await self.templates.forget(tenant.id, waba_id)
             await self.tell_failure(outbound, code, f"Not sent: {exc}")
+
+    def waba_of(self, tenant: Tenant, mapping: ConversationMapping | None) -> str | None:
+        """The WhatsApp Business Account of the number the send goes from (its templates' home)."""
+        try:
+            number = self.phone_number_for(mapping, tenant)
+        except PermanentError:
+            return None
+        return next((p.waba_id for p in tenant.phone_numbers if p.phone_number_id == number), None)
+
+    async def template_category(
+        self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, address: dict[str, str]
+    ) -> str | None:
+        """For a template: its category at Meta (``None`` when the tenant's list cannot be read), or
+        ``"refused"`` once the agent has been told why Meta would refuse it. None for other messages."""
+        template = outbound.template
+        if template is None:
+            return None
+        waba_id = next((p.waba_id for p in tenant.phone_numbers if p.phone_number_id == phone_number_id), None)
+
+        async def read() -> Catalog | None:
+            return await self.templates.catalog(await self.ctx.tenant(tenant.id), waba_id)
+
+        catalog = await self.ctx.retrying(STAGE, read, tenant_id=tenant.id, scope=holds.WHATSAPP)
+        if catalog is None:
+            TEMPLATE_CHECKS.labels("unchecked").inc()
+            return None
+        known = catalog.get(template.name, template.language)
+        problem = template_problem(
+            known, template, to_bsuid=addressed_by_bsuid(address), others=catalog.languages_of(template.name)
+        )
+        if problem is not None:
+            TEMPLATE_CHECKS.labels("refused").inc()
+            SENDS.labels(tenant.id, "template_refused").inc()
+            code, note = problem
+            await self.tell_failure(outbound, code, f"Not sent: {note}.")
+            return "refused"
+        TEMPLATE_CHECKS.labels("passed").inc()
+        return known.category if known else None
 
     async def show_typing(self, outbound: OutboundEvent) -> None:
         """The agent is typing: mark the customer's last message read with the typing indicator, at
@@ -271,11 +348,28 @@ class Sender:
         await self.post_receipt(outbound.tenant_id, body)
 
     async def tell_genesys(self, due: ReceiptDue) -> None:
-        """The receipt Genesys is due for Meta's ``delivered`` / ``failed`` status of a part."""
+        """The receipt Genesys is due for Meta's ``delivered`` / ``failed`` status of a part: the
+        agent's message's one final receipt, once its outcome is known across all its parts."""
         body = to_open_receipt(due.status, genesys_message_id=due.receipt_for)
         if body is None:
             return
-        await self.post_receipt(due.status.tenant_id, body)
+        tenant_id, message_id = due.status.tenant_id, due.receipt_for
+
+        async def outcome() -> MessageOutcome:
+            return await fetch_outcome(await self.ctx.pool(), tenant_id, message_id)
+
+        found = await self.ctx.retrying(STAGE, outcome, tenant_id=tenant_id)
+        if found.told or not found.settled:
+            NOT_SENT.labels("receipt_not_final" if not found.told else "receipt_told").inc()
+            return
+        if found.failed and body["status"] != "Failed":
+            return  # another part failed: that part's own status carries the reason
+        await self.post_receipt(tenant_id, body)
+
+        async def told() -> None:
+            await mark_told(await self.ctx.pool(), tenant_id, message_id)
+
+        await self.ctx.retrying(STAGE, told, tenant_id=tenant_id)
 
     async def post_receipt(self, tenant_id: str, body: dict[str, Any]) -> None:
         async def attempt() -> None:
@@ -285,10 +379,19 @@ class Sender:
         RECEIPTS.labels(tenant_id, str(body["status"])).inc()
 
     async def send_once(
-        self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, index: int, part: Part
+        self,
+        tenant: Tenant,
+        phone_number_id: str,
+        outbound: OutboundEvent,
+        index: int,
+        part: Part,
+        address: dict[str, str],
+        *,
+        parts: int = 1,
+        marketing: bool = False,
     ) -> None:
-        """Send one part unless Meta has it already (a wamid is recorded for it)."""
-        attempt = SendAttempt(tenant.id, outbound.id, index, outbound.customer_id)
+        """Send one part to ``address`` unless Meta has it already (a wamid is recorded for it)."""
+        attempt = SendAttempt(tenant.id, outbound.id, index, outbound.customer_id, parts)
         prior = await self.ctx.write(STAGE, BEGIN_SEND, attempt)
         if prior.wamid is not None:
             SENDS.labels(tenant.id, "already_sent").inc()
@@ -308,7 +411,7 @@ class Sender:
                 return await self.media.attach(await self.ctx.tenant(tenant.id), phone_number_id, outbound, index, part)
 
             body = await self.ctx.retrying(STAGE, attach, tenant_id=tenant.id, scope=holds.WHATSAPP)
-        message = {"to": outbound.customer_id, **body}
+        message = {**address, **body}
 
         async def send() -> Accepted:
             # The tenant is read again on every attempt: an operator's fix (a new token) is seen.
@@ -316,7 +419,10 @@ class Sender:
             await self.pacer.turn(phone_number_id)
             try:
                 return await self.tokens.using(
-                    current, lambda token: self.graph.send_message(current, phone_number_id, token, message)
+                    current,
+                    lambda token: self.graph.send_message(
+                        current, phone_number_id, token, message, marketing=marketing
+                    ),
                 )
             except NumberRateLimited as exc:
                 self.pacer.pause(phone_number_id, exc.retry_after or NUMBER_PAUSE_S)

@@ -58,6 +58,8 @@ _RETRY_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131057})
 _NO_SUCH_OBJECT_CODE = 100
 
 _CHUNK_BYTES = 256 * 1024
+# Pages of 100 templates read at most (Meta caps a WABA at a few thousand templates).
+_TEMPLATE_PAGES = 50
 
 
 class MetaAuthError(TransientError):
@@ -308,26 +310,74 @@ class MetaGraphClient:
         }
         await self._post_messages(tenant, phone_number_id, token, body, what="typing indicator")
 
+    async def message_templates(self, tenant: Tenant, waba_id: str, token: SecretStr) -> list[dict[str, Any]]:
+        """Every template of the WABA: ``GET {graph}/{version}/{waba-id}/message_templates``, page
+        after page by Meta's ``after`` cursor (at most ``_TEMPLATE_PAGES`` pages of 100). The
+        cursor goes on our own URL: a ``paging.next`` address is never followed as given."""
+        base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
+        url = f"{base}/{quote(waba_id, safe='')}/message_templates"
+        fields = "name,language,category,status,components"
+        params = {"fields": fields, "limit": "100"}
+        templates: list[dict[str, Any]] = []
+        for _ in range(_TEMPLATE_PAGES):
+            try:
+                async with self._client().get(
+                    url, params=params, headers=_bearer(token), timeout=self._request_timeout
+                ) as response:
+                    raw = await response.read()
+                    if response.status != 200:
+                        raise _graph_failure(response, raw, media_id=waba_id)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientError(f"template list of WABA {waba_id} failed: {exc!r}") from exc
+            try:
+                page = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise TransientError(f"template list of WABA {waba_id} is not JSON") from exc
+            data = page.get("data") if isinstance(page, dict) else None
+            templates += [entry for entry in data or [] if isinstance(entry, dict)]
+            paging = page.get("paging") if isinstance(page, dict) else None
+            cursors = paging.get("cursors") if isinstance(paging, dict) else None
+            after = cursors.get("after") if isinstance(cursors, dict) else None
+            if not isinstance(after, str) or not after or not (isinstance(paging, dict) and paging.get("next")):
+                break
+            params = {**params, "after": after}
+        return templates
+
     async def send_message(
-        self, tenant: Tenant, phone_number_id: str, token: SecretStr, message: dict[str, Any]
+        self,
+        tenant: Tenant,
+        phone_number_id: str,
+        token: SecretStr,
+        message: dict[str, Any],
+        *,
+        marketing: bool = False,
     ) -> Accepted:
         """Send ``message`` (the part after ``messaging_product``: ``to``, ``type``, ``<type>``…) from
         the tenant's number; ``Accepted`` with the wamid, else the error :func:`send_error` gives.
 
         A timeout is a ``TransientError``: whether Meta took the message is then unknown, and the
-        caller's bracket (tracked attempts) decides what a resend means.
+        caller's bracket (tracked attempts) decides what a resend means. ``marketing``: a MARKETING
+        template through the Marketing Messages API (``/marketing_messages``, same body and answer).
         """
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
-        raw = await self._post_messages(tenant, phone_number_id, token, body, what="send")
+        endpoint = "marketing_messages" if marketing else "messages"
+        raw = await self._post_messages(tenant, phone_number_id, token, body, what="send", endpoint=endpoint)
         return _accepted(phone_number_id, raw)
 
     async def _post_messages(
-        self, tenant: Tenant, phone_number_id: str, token: SecretStr, body: dict[str, Any], *, what: str
+        self,
+        tenant: Tenant,
+        phone_number_id: str,
+        token: SecretStr,
+        body: dict[str, Any],
+        *,
+        what: str,
+        endpoint: str = "messages",
     ) -> bytes:
-        """``POST {graph}/{version}/{phone_number_id}/messages``; the 200 body, else the refusal
+        """``POST {graph}/{version}/{phone_number_id}/{endpoint}``; the 200 body, else the refusal
         :func:`send_error` gives (``TransientError`` when Meta did not answer)."""
         base = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}"
-        url = f"{base}/{quote(phone_number_id, safe='')}/messages"
+        url = f"{base}/{quote(phone_number_id, safe='')}/{endpoint}"
         try:
             async with self._client().post(
                 url, data=orjson.dumps(body), headers={**_bearer(token), "Content-Type": "application/json"},

@@ -34,6 +34,17 @@ class AgentAttachment:
     size_bytes: int
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def content_attachment(self) -> dict[str, Any]:
+        """As Genesys's ``ContentAttachment`` (a template's media header carries one)."""
+        return {
+            "id": self.id,
+            "mediaType": self.media_type,
+            "url": self.url,
+            "mime": self.mime,
+            "filename": self.filename,
+            "contentSizeBytes": self.size_bytes,
+        }
+
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

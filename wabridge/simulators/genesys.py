@@ -559,7 +559,7 @@ class GenesysSimulator:
                 nickname=integration.nickname,
             )
         else:
-            hosted = [self._host_agent_media(kind) for kind in attachments or []]
+            hosted = [self.host_agent_media(kind) for kind in attachments or []]
             body = build_agent_text(
                 integration_id=integration_id,
                 to_id=to_id,
@@ -587,7 +587,8 @@ class GenesysSimulator:
             self._tasks.spawn(sending)
         return delivery
 
-    def _host_agent_media(self, kind: str) -> AgentAttachment:
+    def host_agent_media(self, kind: str) -> AgentAttachment:
+        """Serve a sample file of ``kind`` as Genesys serves an agent's attachment."""
         sample = sample_for(kind)
         media_id = uuid.uuid4().hex
         self._state.agent_media[media_id] = (sample.data, sample.mime_type)

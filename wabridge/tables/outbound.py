@@ -23,6 +23,7 @@ class SendAttempt:
     genesys_message_id: str
     part: int
     customer_id: str
+    parts: int = 1  # how many WhatsApp parts the agent's message has
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +38,14 @@ async def _begin(conn: asyncpg.Connection, items: Sequence[SendAttempt]) -> list
     rows = await conn.fetch(
         """
         WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
-                AS i(tenant_id, genesys_message_id, part, customer_id)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[])
+                AS i(tenant_id, genesys_message_id, part, customer_id, parts)
         ), prior AS (
             SELECT s.tenant_id, s.genesys_message_id, s.part, s.wamid, s.attempts
             FROM outbound_sends s JOIN input USING (tenant_id, genesys_message_id, part)
         ), marked AS (
-            INSERT INTO outbound_sends AS s (tenant_id, genesys_message_id, part, customer_id)
-            SELECT tenant_id, genesys_message_id, part, customer_id FROM input
+            INSERT INTO outbound_sends AS s (tenant_id, genesys_message_id, part, customer_id, parts)
+            SELECT tenant_id, genesys_message_id, part, customer_id, parts FROM input
             ON CONFLICT (tenant_id, genesys_message_id, part) DO UPDATE SET attempts = s.attempts + 1
                 WHERE s.wamid IS NULL
             RETURNING 1
@@ -56,6 +57,7 @@ async def _begin(conn: asyncpg.Connection, items: Sequence[SendAttempt]) -> list
         [i.genesys_message_id for i in items],
         [i.part for i in items],
         [i.customer_id for i in items],
+        [i.parts for i in items],
     )
     found = {(r["tenant_id"], r["genesys_message_id"], r["part"]): r for r in rows}
     return [
@@ -154,6 +156,50 @@ async def _status(conn: asyncpg.Connection, items: Sequence[SendStatus]) -> list
         [i.error for i in items],
     )
     return [SendStatusResult(r["genesys_message_id"], r["pending_send"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    """Where an agent's message stands across its WhatsApp parts, for its one final receipt."""
+
+    parts: int  # how many parts the message has
+    delivered: int  # parts delivered (or read, or played)
+    failed: int  # parts failed
+    told: bool  # the final receipt was posted already
+
+    @property
+    def settled(self) -> bool:
+        """Every part is delivered, or one failed: Genesys can be told the message's last word."""
+        return self.failed > 0 or (self.parts > 0 and self.delivered >= self.parts)
+
+
+async def fetch_outcome(pool: asyncpg.Pool, tenant_id: str, genesys_message_id: str) -> MessageOutcome:
+    row = await pool.fetchrow(
+        """
+        SELECT COALESCE(MAX(s.parts), 0) AS parts,
+               COUNT(*) FILTER (WHERE t.status IN ('delivered', 'read', 'played')) AS delivered,
+               COUNT(*) FILTER (WHERE t.status = 'failed') AS failed,
+               COALESCE(BOOL_OR(s.final_receipt_at IS NOT NULL), FALSE) AS told
+        FROM outbound_sends s
+        LEFT JOIN message_tracking t
+          ON t.tenant_id = s.tenant_id AND t.direction = 'outbound' AND t.message_id = s.wamid
+        WHERE s.tenant_id = $1 AND s.genesys_message_id = $2
+        """,
+        tenant_id,
+        genesys_message_id,
+    )
+    assert row is not None  # an aggregate always answers one row
+    return MessageOutcome(row["parts"], row["delivered"], row["failed"], row["told"])
+
+
+async def mark_told(pool: asyncpg.Pool, tenant_id: str, genesys_message_id: str) -> None:
+    """The message's final receipt is posted: later parts' statuses tell Genesys nothing more."""
+    await pool.execute(
+        "UPDATE outbound_sends SET final_receipt_at = COALESCE(final_receipt_at, NOW())"
+        " WHERE tenant_id = $1 AND genesys_message_id = $2 AND part = 0",
+        tenant_id,
+        genesys_message_id,
+    )
 
 
 BEGIN_SEND: WriteKind[SendAttempt, PriorSend] = WriteKind("begin_send", _begin)

@@ -61,10 +61,15 @@ def _run(work: Callable[[TenantStore], Awaitable[T]], *, changes: str | None = N
 def _parse_numbers(values: tuple[str, ...]) -> list[PhoneNumber]:
     numbers = []
     for value in values:
-        phone_number_id, sep, display = value.partition("=")
+        phone_number_id, sep, rest = value.partition("=")
+        display, _, waba_id = rest.partition("@")
         if not sep or not phone_number_id or not display:
-            raise click.BadParameter(f"{value!r}: expected PHONE_NUMBER_ID=DISPLAY_NUMBER, e.g. 1065403522=15550783881")
-        numbers.append(PhoneNumber(phone_number_id=phone_number_id, display_phone_number=display))
+            raise click.BadParameter(
+                f"{value!r}: expected PHONE_NUMBER_ID=DISPLAY_NUMBER[@WABA_ID], e.g. 1065403522=15550783881@1022901293"
+            )
+        numbers.append(
+            PhoneNumber(phone_number_id=phone_number_id, display_phone_number=display, waba_id=waba_id or None)
+        )
     return numbers
 
 
@@ -90,6 +95,11 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--genesys-login-url", help="Override the login host (https://login.<region>)"),
             click.option("--meta-graph-url", help="Override the Graph API host (https://graph.facebook.com)"),
             click.option("--rate-limit-per-minute", type=int, help="Webhooks per minute for this tenant"),
+            click.option(
+                "--meta-marketing-messages-api/--no-meta-marketing-messages-api",
+                default=None,
+                help="Send MARKETING templates through Meta's Marketing Messages API (once onboarded to it)",
+            ),
         ]
     ):
         func = option(func)
@@ -132,7 +142,7 @@ def generate_key_command() -> None:
     "phone_numbers",
     multiple=True,
     required=True,
-    help="PHONE_NUMBER_ID=DISPLAY_NUMBER; repeat for several numbers",
+    help="PHONE_NUMBER_ID=DISPLAY_NUMBER[@WABA_ID] (the WABA lists the number's templates); repeat for several",
 )
 @click.option("--update", "replace", is_flag=True, help="Replace the tenant with this id if it exists")
 @_config_options
@@ -210,7 +220,7 @@ def show(tenant_id: str) -> None:
 @tenants.command()
 @click.argument("tenant_id")
 @click.option("--name")
-@click.option("--add-phone-number", "added", multiple=True, help="PHONE_NUMBER_ID=DISPLAY_NUMBER")
+@click.option("--add-phone-number", "added", multiple=True, help="PHONE_NUMBER_ID=DISPLAY_NUMBER[@WABA_ID]")
 @click.option("--remove-phone-number", "removed", multiple=True, help="PHONE_NUMBER_ID")
 @_config_options
 @_secret_options(required=False)

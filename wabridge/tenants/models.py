@@ -21,6 +21,8 @@ class PhoneNumber(BaseModel):
 
     phone_number_id: str
     display_phone_number: str
+    # The WhatsApp Business Account the number belongs to: where its message templates are listed.
+    waba_id: str | None = None
 
 
 class TenantConfig(BaseModel):
@@ -38,6 +40,9 @@ class TenantConfig(BaseModel):
     meta_graph_url: str = DEFAULT_GRAPH_URL
     # Webhooks per minute for this tenant; None uses the deployment default.
     rate_limit_per_minute: int | None = Field(default=None, ge=1)
+    # MARKETING templates go through Meta's Marketing Messages API (POST /{number}/marketing_messages)
+    # once the tenant has onboarded to it in Meta's Business Manager; else through /messages.
+    meta_marketing_messages_api: bool = False
 
     @property
     def genesys_api_base(self) -> str:

@@ -55,9 +55,9 @@ class TenantStore:
             )
             await conn.execute("DELETE FROM tenant_phone_numbers WHERE tenant_id = $1", tenant.id)
             await conn.executemany(
-                "INSERT INTO tenant_phone_numbers (phone_number_id, tenant_id, display_phone_number)"
-                " VALUES ($1, $2, $3)",
-                [(p.phone_number_id, tenant.id, p.display_phone_number) for p in tenant.phone_numbers],
+                "INSERT INTO tenant_phone_numbers (phone_number_id, tenant_id, display_phone_number, waba_id)"
+                " VALUES ($1, $2, $3, $4)",
+                [(p.phone_number_id, tenant.id, p.display_phone_number, p.waba_id) for p in tenant.phone_numbers],
             )
             await conn.execute(
                 "INSERT INTO tenant_credentials (tenant_id, credentials) VALUES ($1, $2::jsonb)"
@@ -129,7 +129,7 @@ class TenantStore:
             # `where` is one of this class's fixed clauses; values go in as parameters.
             "SELECT t.id, t.name, t.active, t.config, c.credentials,"  # noqa: S608
             " COALESCE(json_agg(json_build_object('phone_number_id', p.phone_number_id,"
-            " 'display_phone_number', p.display_phone_number) ORDER BY p.phone_number_id)"
+            " 'display_phone_number', p.display_phone_number, 'waba_id', p.waba_id) ORDER BY p.phone_number_id)"
             " FILTER (WHERE p.phone_number_id IS NOT NULL), '[]') AS phone_numbers"
             " FROM tenants t JOIN tenant_credentials c ON c.tenant_id = t.id"
             " LEFT JOIN tenant_phone_numbers p ON p.tenant_id = t.id "

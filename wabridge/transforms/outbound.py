@@ -211,7 +211,9 @@ def _button_components(template: Template) -> list[dict[str, Any]]:
 
 def _choice_parts(outbound: OutboundEvent, text: str) -> list[Part]:
     choices = outbound.choices
-    prompt = text or outbound.choices_title or DEFAULT_PROMPT
+    # A list picker's title is its header; quick replies' title stands in for missing text.
+    header = outbound.choices_title if outbound.choice_kind is ChoiceKind.LIST_PICKER else None
+    prompt = text or (None if header else outbound.choices_title) or DEFAULT_PROMPT
     summary = " | ".join(choice.title for choice in choices)
     preview = f"{prompt} [{summary}]"
     if outbound.choice_kind is ChoiceKind.QUICK_REPLY and _fits_buttons(prompt, choices):
@@ -227,11 +229,10 @@ def _choice_parts(outbound: OutboundEvent, text: str) -> list[Part]:
             "body": {"text": prompt},
             "action": {"button": label, "sections": sections},
         }
-        title = outbound.choices_title
-        if outbound.choice_kind is ChoiceKind.LIST_PICKER and title and title != prompt:
-            listed["header"] = {"type": "text", "text": _fit(title, LIST_HEADER_MAX)}
+        if header:
+            listed["header"] = {"type": "text", "text": _fit(header, LIST_HEADER_MAX)}
         return [Part({"type": "interactive", "interactive": listed}, preview=preview)]
-    lines = [prompt, ""]
+    lines = [header, prompt, ""] if header else [prompt, ""]
     for number, choice in enumerate(choices, start=1):
         lines.append(f"{number}. {choice.title}" + (f" - {choice.description}" if choice.description else ""))
     lines += ["", "Reply with the number of your choice."]
