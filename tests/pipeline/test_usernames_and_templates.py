@@ -160,3 +160,69 @@ async def test_a_list_pickers_prompt_reaches_the_customer_and_a_long_text_gets_o
     await asyncio.sleep(2)  # the other parts' delivered and read statuses have come and gone by now
     [receipt] = receipts_for(pipeline, long.message_id)
     assert receipt["status"] == "Delivered" and receipt["isFinalReceipt"] is True
+
+
+def arrived_from(pipeline: Pipeline, wamids: list[str]) -> list[Any]:
+    """What reached Genesys of ``wamids``, in the order Genesys got them."""
+    return [a for a in pipeline.arrived(ACME) if a.body["channel"]["messageId"] in wamids]
+
+
+async def test_a_customer_who_adopts_a_username_or_gives_a_phone_stays_one_conversation_in_order(
+    pipeline: Pipeline,
+) -> None:
+    phone, bsuid, new_bsuid = "16505550761", "US.13491208655302700761", "US.13491208655302709999"
+    # Known by phone; Meta starts adding a BSUID; the customer adopts a username (phone gone from
+    # webhooks); Meta changes their BSUID.
+    specs = [
+        InboundSpec(kind="text", wa_id=phone, text="one"),
+        InboundSpec(kind="text", wa_id=phone, user_id=bsuid, text="two"),
+        InboundSpec(kind="text", user_id=bsuid, username="sheena.k", bsuid_only=True, text="three"),
+        InboundSpec(kind="system_user_id_change", user_id=bsuid, new_user_id=new_bsuid, bsuid_only=True),
+        InboundSpec(kind="text", user_id=new_bsuid, bsuid_only=True, text="four"),
+    ]
+    wamids = []
+    for spec in specs:  # one webhook after the other, as the customer wrote them
+        wamids += await pipeline.send(ACME, [spec])
+    texts = [w for w, s in zip(wamids, specs, strict=True) if s.kind == "text"]
+    await pipeline.wait_arrived(ACME, texts)
+    arrived = arrived_from(pipeline, texts)
+    assert [a.body["channel"]["messageId"] for a in arrived] == texts  # in order
+    assert {a.body["channel"]["from"]["id"] for a in arrived} == {phone}  # one customer to Genesys
+    assert len({a.conversation_id for a in arrived}) == 1  # one conversation
+
+    reply = await pipeline.genesys.send_agent_message(ACME.integration_id, phone, text="Got all four")
+
+    async def delivered() -> bool:
+        return any(r["status"] == "Delivered" for r in receipts_for(pipeline, reply.message_id))
+
+    await wait_for(delivered, 60, "the reply delivered", pipeline)
+    assert [m.addressed_by for m in sent_to(pipeline, phone)] == ["to"]  # the phone, still known
+
+    # The reverse: first known by username only, then Meta shares their phone number.
+    first, later_phone = "US.13491208655302700762", "16505550762"
+    reverse = [
+        InboundSpec(kind="text", user_id=first, username="ana", bsuid_only=True, text="hello"),
+        InboundSpec(kind="text", wa_id=later_phone, user_id=first, text="again"),
+        InboundSpec(kind="text", wa_id=later_phone, text="and again"),
+    ]
+    sent = []
+    for spec in reverse:
+        sent += await pipeline.send(ACME, [spec])
+    await pipeline.wait_arrived(ACME, sent)
+    arrived = arrived_from(pipeline, sent)
+    assert [a.body["channel"]["messageId"] for a in arrived] == sent
+    assert {(a.body["channel"]["from"]["id"], a.body["channel"]["from"]["idType"]) for a in arrived} == {
+        (first, "Opaque")
+    }
+    assert len({a.conversation_id for a in arrived}) == 1
+    answer = await pipeline.genesys.send_agent_message(ACME.integration_id, first, text="Hi Ana", to_id_type="Opaque")
+
+    async def answered() -> bool:
+        return any(r["status"] == "Delivered" for r in receipts_for(pipeline, answer.message_id))
+
+    await wait_for(answered, 60, "the answer delivered", pipeline)
+    assert [
+        (m.to, m.addressed_by)
+        for m in pipeline.meta.sent_messages(ACME.phone_number_id)
+        if m.body.get("text", {}).get("body") == "Hi Ana"
+    ] == [(later_phone, "to")]

@@ -24,7 +24,8 @@ from tests.state.conftest import (
     status_records,
 )
 from tests.streams.support import wait_until
-from wabridge.schemas.records import ReadyMessage
+from wabridge.schemas.meta import keyed_as
+from wabridge.schemas.records import ReadyMessage, WebhookEvent
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, new_wamid
 from wabridge.streams.topics import ERROR_EVENTS, WA_INBOUND, WA_READY
@@ -120,25 +121,32 @@ async def test_mapping_dedupe_remap_and_statuses(
     ]
     assert errors[0]["tenant_id"] == TENANT and isinstance(errors[0]["offset"], int)
 
-    # A number change moves the conversation to the new number.
+    # A number change: the customer keeps their key and conversation; it knows the new number.
     change = InboundSpec(kind="system_number_change", wa_id=NEW_CUSTOMER, new_wa_id=NEW_NUMBER, wamid=new_wamid())
     await produce(producer, settings, inbound_records(change))
-    moved = await wait_until(lambda: mapped(NEW_NUMBER), 20, "the mapping at the new number")
-    assert moved["conversationId"] == conversation_id and moved["waId"] == NEW_NUMBER
-    status, body = await get_json(http, f"{worker.url}/state/mapping/{NEW_CUSTOMER}", tenantId=TENANT)
-    assert status == 404 and body["movedTo"] == NEW_NUMBER
+
+    async def renumbered() -> dict | None:
+        found = await mapped(NEW_CUSTOMER)
+        return found if found and found["waId"] == NEW_NUMBER else None
+
+    moved = await wait_until(renumbered, 20, "the mapping with the new number")
+    assert moved["conversationId"] == conversation_id
     live = await pg.fetch(
-        "SELECT customer_id FROM conversation_mappings WHERE conversation_id = $1 AND moved_to_customer_id IS NULL",
+        "SELECT customer_id, wa_id FROM conversation_mappings"
+        " WHERE conversation_id = $1 AND moved_to_customer_id IS NULL",
         moved["conversationId"],
     )
-    assert [r["customer_id"] for r in live] == [NEW_NUMBER]
-    status, body = await get_json(http, f"{worker.url}/state/conversation/{conversation_id}", tenantId=TENANT)
-    assert status == 200 and body["waId"] == NEW_NUMBER
+    assert [(r["customer_id"], r["wa_id"]) for r in live] == [(NEW_CUSTOMER, NEW_NUMBER)]
 
-    # The next message from the new number stays in the same conversation; the system message
-    # itself was not passed on for delivery.
+    # The next message from the new number, keyed as the bridge keys it (the customer's one key,
+    # connectors.identities), stays in the same conversation; the system message itself was not
+    # passed on for delivery.
     follow_up = InboundSpec(kind="text", wa_id=NEW_NUMBER, text="new phone", wamid=new_wamid())
-    await produce(producer, settings, inbound_records(follow_up))
+    rekeyed = [
+        (f"{TENANT}:{NEW_CUSTOMER}", keyed_as(WebhookEvent.from_bytes(value), NEW_CUSTOMER).to_bytes())
+        for _, value in inbound_records(follow_up)
+    ]
+    await produce(producer, settings, rekeyed)
     records = await read_topic(settings, WA_READY, expected=5)
     resolved_all = [ReadyMessage.from_bytes(r.value) for r in records]
     assert [r.message.type for r in resolved_all].count("system") == 0

@@ -9,10 +9,11 @@ reaches PostgreSQL coalesced, once a second.
 
 Also here, because they need the mapping or write tracking rows:
 
-* ``system`` messages (number or user-id change) move the mapping. The new key may be owned by
-  another worker, so the move travels as a ``MappingMove`` record keyed by the new key on
-  ``wa-inbound``; the new key's lane writes the new entry and tombstones the old PostgreSQL row in one
-  transaction. System messages are not delivered to Genesys.
+* ``system`` messages (number or user-id change) update the identifiers the conversation knows
+  the customer by; the customer keeps their key (the bridge keys the new identifiers as the old
+  ones, ``connectors.identities``), so their order and conversation go on unbroken. The update is
+  a ``MappingMove`` to the same key: one transaction rewrites the PostgreSQL row. System messages
+  are not delivered to Genesys.
 * inbound messages get a ``received`` tracking row and move the conversation's
   ``last_customer_message_at`` (Meta's timestamp: the 24-hour window of the agent's replies);
   statuses move their outbound message's row forward only (``tables.outbound.SEND_STATUS``). A
@@ -71,7 +72,9 @@ STEP = "resolve_conversation"
 CONVERSATIONS_TABLE = "conversations"
 
 MAPPINGS_CREATED = Counter("wabridge_mappings_created_total", "Conversation mappings created", ["tenant"])
-MAPPINGS_MOVED = Counter("wabridge_mappings_moved_total", "Mappings moved by a number or user-id change", ["tenant"])
+MAPPINGS_MOVED = Counter(
+    "wabridge_mappings_moved_total", "Conversations given a customer's new number or user id", ["tenant"]
+)
 TABLE_MISSES = Counter("wabridge_conversation_table_misses_total", "Table misses answered by PostgreSQL")
 
 ResolvableRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate
@@ -155,7 +158,14 @@ class ConversationResolver:
             mapping = ConversationMapping.from_table(held)
             at = max(mapping.last_activity_at, float(message.timestamp))
             updated = mapping.model_copy(
-                update={"last_activity_at": at, "contact_name": message.contact_name or mapping.contact_name}
+                update={
+                    "last_activity_at": at,
+                    "contact_name": message.contact_name or mapping.contact_name,
+                    # A phone number or BSUID the customer shows from now on (a username adopted,
+                    # a BSUID added to a phone number): replies go where Meta now knows them.
+                    "wa_id": message.wa_id or mapping.wa_id,
+                    "bsuid": message.bsuid or mapping.bsuid,
+                }
             ).wrote(message)
             if updated != mapping:
                 self.table[key] = updated.to_table()
@@ -191,7 +201,7 @@ class ConversationResolver:
     # -- identity changes --------------------------------------------------------------------------
 
     async def change_identity(self, message: InboundMessage) -> None:
-        """A ``system`` message: move the mapping to the customer's new id (not delivered)."""
+        """A ``system`` message: the customer's new phone number or BSUID (not delivered)."""
         payload: dict[str, Any] = message.payload if isinstance(message.payload, dict) else {}
         change = payload.get("type")
         new_wa_id = payload.get("wa_id") or payload.get("customer")
@@ -205,12 +215,11 @@ class ConversationResolver:
                 message.tenant_id,
             )
             return
-        keyed_by_wa_id = current.customer_id == current.wa_id
+        # The customer keeps their key (the bridge keys the new identifiers as the old ones:
+        # connectors.identities); only the identifiers the conversation knows them by change.
         if change == "user_changed_number" and new_wa_id:
-            new_customer = str(new_wa_id) if keyed_by_wa_id else current.customer_id
             update: dict[str, Any] = {"wa_id": str(new_wa_id)}
         elif change == "user_changed_user_id" and new_user_id:
-            new_customer = current.customer_id if keyed_by_wa_id else str(new_user_id)
             update = {"bsuid": str(new_user_id)}
         else:
             log.warning(
@@ -220,25 +229,22 @@ class ConversationResolver:
                 change,
             )
             return
-        moved_at = float(message.timestamp)
-        new_mapping = current.model_copy(
-            update={**update, "customer_id": new_customer, "last_activity_at": max(current.last_activity_at, moved_at)}
-        )
-        move = MappingMove(
-            move_from_customer_id=current.customer_id, mapping=new_mapping, moved_at=moved_at, wamid=message.wamid
-        )
-        if move.key == message.key:
-            await self.apply_move(move)
-            return
-        await self.ctx.retrying(STEP, lambda: send_and_wait(self.inbound, move.key, move.to_bytes()))
-        self.table.pop(message.key, None)
-        await self.ctx.cache.forget(message.tenant_id, message.customer_id)
+        at = float(message.timestamp)
+        updated = current.model_copy(update={**update, "last_activity_at": max(current.last_activity_at, at)})
+        if updated == current:
+            return  # replayed: the conversation knows the new identifier already
+        # A move to the same key rewrites the row in place, in the sink's transaction.
+        move = MappingMove(move_from_customer_id=current.customer_id, mapping=updated, moved_at=at, wamid=message.wamid)
+        stored = await self.write(MOVE_MAPPING, move)
+        self.table[message.key] = stored.to_table()
+        await self.ctx.cache.store(stored)
+        MAPPINGS_MOVED.labels(stored.tenant_id).inc()
         log.info(
-            "tenant %s: conversation %s moves from %s to %s (%s)",
+            "tenant %s: customer %s of conversation %s is now known by a new %s (%s)",
             message.tenant_id,
-            current.conversation_id,
             mask_customer_id(message.customer_id),
-            mask_customer_id(new_customer),
+            current.conversation_id,
+            "phone number" if "wa_id" in update else "business-scoped user id",
             change,
         )
 

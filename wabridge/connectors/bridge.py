@@ -2,6 +2,8 @@
 
 Consumes the webhook queues in delivery order, splits each webhook into one record per message,
 status and error, keys each ``tenant_id:customer_id`` and produces it to the first stage topic.
+``customer_id`` is the customer's one key, whichever of their phone number and BSUID Meta named
+them by (``connectors.identities``): a customer who adopts a username stays on their partition.
 A RabbitMQ message is acked only after Kafka has acknowledged every record made from it
 (acks=all), so a crash at any point leaves the webhook in RabbitMQ to be delivered again.
 Records may then reach Kafka twice; the prepare stage dedupes them on wamid (and on
@@ -28,6 +30,8 @@ Nothing stops it (ARCHITECTURE.md, invariants 1, 2 and 6). Every failure is one 
   for as long as the outage lasts, and then flows on. Nothing is returned to RabbitMQ meanwhile, so an
   outage of any length spends none of a message's delivery limit. ``/readyz`` says 503 with the
   reason while holding.
+* **PostgreSQL cannot say who a customer is** (a customer's identifiers not seen before): the
+  consumer waits, the webhook unacked in RabbitMQ, and goes on once PostgreSQL answers.
 * **RabbitMQ goes away** (channel closed, connection lost): every queue's consumer is supervised;
   it reconnects with backoff and resumes. Unacked deliveries come back from RabbitMQ and are
   bridged again, deduped downstream. ``/readyz`` says 503 with the reason while a consumer is not
@@ -42,7 +46,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,10 +64,12 @@ from prometheus_client import Counter, Gauge
 from wabridge.connectors import kafka, rabbitmq
 from wabridge.connectors.backlog import Backlog
 from wabridge.connectors.genesys import backoff_delays
+from wabridge.connectors.identities import IdentityDirectory
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.failures import classify, describe
 from wabridge.observability import NotReady, health_routes
 from wabridge.schemas.meta import WebhookShapeError, parse_webhook, split_webhook
+from wabridge.schemas.records import WebhookEvent
 from wabridge.settings import Settings
 from wabridge.streams.topics import (
     DEAD_LETTER_SUFFIX,
@@ -81,6 +87,9 @@ WEBHOOKS = Counter(
 RECORDS = Counter("wabridge_bridge_records_total", "Records produced to Kafka, by topic", ["topic"])
 IN_FLIGHT = Gauge("wabridge_bridge_in_flight", "Queue messages produced but not yet acknowledged by Kafka")
 HOLDING = Gauge("wabridge_bridge_holding", "1 while Kafka cannot take records and the bridge holds (alert)")
+IDENTITIES_UNAVAILABLE = Gauge(
+    "wabridge_bridge_identities_unavailable", "1 while PostgreSQL cannot say who a webhook's customers are"
+)
 HOLDS = Counter("wabridge_bridge_produce_retries_total", "Records produced again after Kafka could not take them")
 CONSUMING = Gauge("wabridge_bridge_consuming", "1 while the queue's consumer is consuming", ["queue"])
 CONSUMER_RESTARTS = Counter(
@@ -103,8 +112,9 @@ class UnbridgeableMessage(PermanentError):
         super().__init__(message, reason="unbridgeable")
 
 
-def meta_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]:
-    """``(key, value)`` per event of one Meta webhook, in the order Meta listed them."""
+def meta_records(message: AbstractIncomingMessage) -> list[WebhookEvent]:
+    """The events of one Meta webhook, in the order Meta listed them, keyed as Meta named each
+    customer (the bridge then keys them by the customer's one key: ``connectors.identities``)."""
     headers = message.headers or {}
     try:
         tenants: dict[str, str] = orjson.loads(str(headers["tenants"]))
@@ -116,15 +126,26 @@ def meta_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]:
         payload = parse_webhook(message.body)
     except WebhookShapeError as exc:
         raise UnbridgeableMessage(f"not a WhatsApp payload: {exc}") from exc
-    records: list[tuple[str, bytes]] = []
+    records: list[WebhookEvent] = []
     # Usually one tenant; a POST naming numbers of several tenants is split once per tenant.
     for tenant_id in dict.fromkeys(tenants.values()):
         events = split_webhook(payload, tenant_id=tenant_id, webhook_id=webhook_id, received_at=received_at)
-        records += [(e.key, e.to_bytes()) for e in events if tenants.get(e.phone_number_id) == tenant_id]
+        records += [e for e in events if tenants.get(e.phone_number_id) == tenant_id]
     return records
 
 
-def genesys_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]:
+@dataclass(frozen=True, slots=True)
+class KeyedRecord:
+    """A record's key and bytes, as every splitter's records offer them."""
+
+    key: str
+    value: bytes
+
+    def to_bytes(self) -> bytes:
+        return self.value
+
+
+def genesys_records(message: AbstractIncomingMessage) -> list[KeyedRecord]:
     headers = message.headers or {}
     try:
         tenant_id = str(headers["tenant_id"])
@@ -140,23 +161,26 @@ def genesys_records(message: AbstractIncomingMessage) -> list[tuple[str, bytes]]
         "received_at": received_at,
         "event": payload,
     }
-    return [(f"{tenant_id}:{customer_id}", orjson.dumps(record))]
+    return [KeyedRecord(f"{tenant_id}:{customer_id}", orjson.dumps(record))]
 
 
-Splitter = Callable[[AbstractIncomingMessage], list[tuple[str, bytes]]]
+Splitter = Callable[[AbstractIncomingMessage], Sequence[WebhookEvent | KeyedRecord]]
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A queue the bridge consumes, the topic its records go to, and how a message becomes records."""
+    """A queue the bridge consumes, the topic its records go to, and how a message becomes records.
+    ``by_identity``: its records are Meta's events, keyed by their customer's one key."""
 
     queue: str
     topic: str
     split: Splitter
+    by_identity: bool = False
 
 
 SOURCES = (
-    Source(INBOUND_WHATSAPP_MESSAGES, WA_INBOUND, meta_records),
+    Source(INBOUND_WHATSAPP_MESSAGES, WA_INBOUND, meta_records, by_identity=True),
+    # Genesys names the customer by the id we gave it (channel.to.id): already their one key.
     Source(GENESYS_OUTBOUND_EVENTS, GENESYS_OUTBOUND, genesys_records),
 )
 
@@ -226,6 +250,7 @@ class Bridge:
         # Queue -> why its consumer is not consuming; absent while it consumes.
         self._not_consuming: dict[str, str] = {s.queue: "starting" for s in SOURCES}
         self._topology_declared = False
+        self._identities = IdentityDirectory(settings)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -239,6 +264,7 @@ class Bridge:
             await asyncio.gather(*supervised, return_exceptions=True)
         finally:
             await self._stop_producer()
+            await self._identities.close()
 
     async def _stop_producer(self) -> None:
         """Flush what Kafka will take within the grace period; give up the rest (its queue messages
@@ -365,8 +391,13 @@ class Bridge:
         async with queue.iterator() as messages:
             async for message in messages:
                 try:
-                    records = source.split(message)
-                except Exception as exc:  # noqa: BLE001 - the splitter is pure: whatever it raises is the message's fault
+                    items = source.split(message)
+                    if source.by_identity:
+                        items = await self._keyed_by_identity([i for i in items if isinstance(i, WebhookEvent)])
+                    records = [(item.key, item.to_bytes()) for item in items]
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - splitting and serialising are pure: whatever they raise is the message's fault
                     reason = str(exc) if isinstance(exc, UnbridgeableMessage) else describe(exc)
                     await self._dead_letter(dead_letters, queue.name, message, reason)
                     continue
@@ -381,6 +412,28 @@ class Bridge:
                 IN_FLIGHT.inc()
                 await pending.put(Produced(message, records, futures, queue.name, topic))
         raise ConnectionError(f"RabbitMQ closed the consumer of {queue.name}")
+
+    async def _keyed_by_identity(self, events: list[WebhookEvent]) -> list[WebhookEvent]:
+        """``events`` keyed by their customers' one keys; waits while PostgreSQL cannot say (the
+        webhook stays unacked in RabbitMQ, and nothing is produced out of order meanwhile)."""
+        delays = backoff_delays(0.5, 10.0)
+        waited_since: float | None = None
+        while True:
+            try:
+                keyed = await self._identities.keyed(events)
+            except TransientError as exc:
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    log.error("bridge: customer identities unavailable, waiting: %s", exc)
+                IDENTITIES_UNAVAILABLE.set(1)
+                await self._sleep_unless_stopping(next(delays))
+                if self._stopping.is_set():
+                    raise asyncio.CancelledError from exc  # the message goes back to RabbitMQ
+                continue
+            if waited_since is not None:
+                log.warning("bridge: customer identities available again after %.1f s", time.monotonic() - waited_since)
+            IDENTITIES_UNAVAILABLE.set(0)
+            return keyed
 
     async def _send(self, topic: str, key: str, value: bytes, *, gated: bool = True) -> asyncio.Future[RecordMetadata]:
         """Hand one record to the producer; holds while Kafka cannot take it, raises ``PermanentError``

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -36,6 +37,9 @@ MESSAGES_FIELD = "messages"
 PREFERENCES_FIELD = "user_preferences"
 BUSINESS_CUSTOMER_PREFIX = "_business:"
 UNIDENTIFIED_CUSTOMER_PREFIX = "_unidentified:"
+# What a phone number or a BSUID can look like; anything else (too long, control characters, a
+# hostile value) names no customer for the identity directory and is not recorded.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,254}$")
 
 
 # A business-scoped user id (BSUID): the country code, a period, then letters and digits; a parent
@@ -417,6 +421,61 @@ def _status_customer(status: Any) -> str | None:
     if not isinstance(status, dict):
         return None
     return _text(status.get("recipient_id")) or _text(status.get("recipient_user_id"))
+
+
+# -- Who the customer is ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerIdentifiers:
+    """Every identifier one event gives its customer, for the bridge's identity directory.
+
+    ``names`` name the customer now, BSUIDs first: a BSUID belongs to one WhatsApp user, while a
+    phone number can pass to someone else. ``links`` are identifiers a ``system`` message says the
+    customer now also has, or had (a new phone number, a new or previous BSUID). ``first_key`` is
+    the key of a customer none of these identifiers has been seen for: the wa_id, else the BSUID,
+    as the key always was.
+    """
+
+    names: tuple[str, ...]
+    links: tuple[str, ...]
+    first_key: str
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.names, *self.links)))
+
+
+def customer_identifiers(event: WebhookEvent) -> CustomerIdentifiers | None:
+    """The identifiers of ``event``'s customer; None for an event of no customer (a business error,
+    an event naming nobody)."""
+    if event.kind is EventKind.ERROR or event.customer_id.startswith(UNIDENTIFIED_CUSTOMER_PREFIX):
+        return None
+    raw = event.event if isinstance(event.event, dict) else {}
+    contact = event.contact
+    links: list[str | None] = []
+    if event.kind is EventKind.MESSAGE:
+        bsuids = [_text(raw.get("from_user_id")), contact.user_id if contact else None]
+        phones = [_text(raw.get("from")), contact.wa_id if contact else None]
+        system = raw.get("system") if raw.get("type") == "system" else None
+        if isinstance(system, dict):
+            links = [_text(system.get(k)) for k in ("user_id", "previous_user_id", "wa_id", "customer")]
+    elif event.kind is EventKind.STATUS:
+        bsuids, phones = [_text(raw.get("recipient_user_id"))], [_text(raw.get("recipient_id"))]
+    else:  # a marketing preference
+        bsuids, phones = [_text(raw.get("user_id"))], [_text(raw.get("wa_id"))]
+    names = tuple(dict.fromkeys(i for i in (*bsuids, *phones) if i and _IDENTIFIER.match(i)))
+    linked = tuple(dict.fromkeys(i for i in links if i and _IDENTIFIER.match(i) and i not in names))
+    if not names and not linked:
+        return None
+    return CustomerIdentifiers(names=names, links=linked, first_key=event.customer_id)
+
+
+def keyed_as(event: WebhookEvent, customer_id: str) -> WebhookEvent:
+    """``event`` keyed by ``customer_id`` (the identity directory's key for its customer)."""
+    if customer_id == event.customer_id:
+        return event
+    return event.model_copy(update={"customer_id": customer_id, "key": f"{event.tenant_id}:{customer_id}"})
 
 
 # -- Normalizing ------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class InboundSpec(BaseModel):
     choice_id: str | None = None
     choice_title: str | None = None
     new_wa_id: str | None = None  # for system_number_change
+    new_user_id: str | None = None  # for system_user_id_change: the BSUID that replaces ``user_id``
     wamid: str | None = None
     timestamp: int | None = None
 
@@ -194,7 +195,13 @@ def _typed_payload(spec: InboundSpec) -> tuple[str, dict[str, Any]]:
             }
         }
     if kind == "system_user_id_change":
-        return "system", {"system": {"body": f"User {spec.name} changed their user id", "type": "user_changed_user_id"}}
+        # Meta's "System messages" page (Aug 2026): the new BSUID, and the one it replaces.
+        system: dict[str, Any] = {"body": f"User {spec.name} changed their user id", "type": "user_changed_user_id"}
+        if spec.new_user_id:
+            system["user_id"] = spec.new_user_id
+        if spec.user_id:
+            system["previous_user_id"] = spec.user_id
+        return "system", {"system": system}
     if kind == "unsupported":
         return "unsupported", {
             "unsupported": {"type": "video_note"},
@@ -219,7 +226,7 @@ def build_message(spec: InboundSpec, media: MediaRef | None = None) -> tuple[dic
     if not spec.bsuid_only:
         message["from"] = spec.wa_id
     if spec.user_id:
-        message["from_user_id"] = spec.user_id
+        message["from_user_id"] = spec.new_user_id or spec.user_id
     if spec.kind in MEDIA_KINDS:
         if media is None:
             raise ValueError(f"a {spec.kind} message needs its MediaRef")

@@ -2,7 +2,9 @@
 
 Per ``reference/genesys-open-messaging.md``:
 - ``channel.messageId`` is the wamid, ``channel.time`` the Meta timestamp (ISO-8601 UTC, milliseconds);
-- ``channel.from`` is ``{id: wa_id, idType: Phone}``, or ``{id: BSUID, idType: Opaque}`` without a wa_id;
+- ``channel.from`` is the customer's one key: ``{id: wa_id, idType: Phone}``, or ``{id: BSUID,
+  idType: Opaque}`` for a customer first known by a username; the nickname is the profile name,
+  else the username;
 - media goes in ``content[].attachment`` with ``mediaType`` from the enum (never a MIME string);
 - our data goes only in ``channel.metadata.customAttributes`` (string -> string), never a top-level
   ``metadata`` object.
@@ -29,6 +31,7 @@ import orjson
 
 from wabridge.schemas.genesys import ButtonResponseType, IdType, genesys_time
 from wabridge.schemas.lenient import as_dict, as_dicts
+from wabridge.schemas.meta import is_bsuid
 from wabridge.schemas.records import (
     MEDIA_TYPE_BY_WHATSAPP_TYPE,
     Attachment,
@@ -223,12 +226,13 @@ def _message_body(
 
 
 def _from(msg: InboundMessage) -> dict[str, str]:
-    if msg.wa_id:
-        recipient = {"id": msg.wa_id, "idType": IdType.PHONE.value}
-    elif msg.bsuid:
-        recipient = {"id": msg.bsuid, "idType": IdType.OPAQUE.value}
-    else:
-        raise ValueError(f"message {msg.wamid} has neither wa_id nor BSUID")
+    """The customer as Genesys knows them: their one key (the bridge's ``connectors.identities``),
+    so a customer who adopts a username, or changes number, stays in the same Genesys thread.
+    ``Phone`` for a phone number, ``Opaque`` for a BSUID."""
+    if not msg.customer_id:
+        raise ValueError(f"message {msg.wamid} names no customer")
+    kind = IdType.OPAQUE if is_bsuid(msg.customer_id) else IdType.PHONE
+    recipient = {"id": msg.customer_id, "idType": kind.value}
     nickname = msg.contact_name or msg.username
     if nickname:
         recipient["nickname"] = nickname

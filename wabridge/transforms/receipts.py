@@ -21,6 +21,7 @@ from wabridge.schemas.genesys import (
     genesys_time,
     parse_outbound_webhook,
 )
+from wabridge.schemas.meta import is_bsuid
 from wabridge.schemas.records import MetaError, StatusUpdate
 from wabridge.schemas.status import MessageStatus
 
@@ -71,8 +72,9 @@ def to_open_receipt(
     """The ``/inbound/open/receipt`` body for ``status`` of the agent's message ``genesys_message_id``.
 
     None for statuses Genesys is not told about (sent, read, played). ``channel.to`` is the customer
-    as Genesys knows them: the wa_id (Phone), else the BSUID (Opaque); ``customer_id_type`` overrides
-    when the caller knows how the conversation was opened.
+    as Genesys knows them, by their one key (a phone number: Phone; a BSUID: Opaque), whichever of
+    their identifiers Meta's status names; ``customer_id_type`` overrides when the caller knows how
+    the conversation was opened.
     """
     if status.status is MessageStatus.DELIVERED:
         receipt_status = ReceiptStatus.DELIVERED
@@ -80,10 +82,8 @@ def to_open_receipt(
         receipt_status = ReceiptStatus.FAILED
     else:
         return None
-    if status.recipient_id:
-        to = {"id": status.recipient_id, "idType": (customer_id_type or IdType.PHONE).value}
-    else:
-        to = {"id": status.recipient_bsuid or status.customer_id, "idType": (customer_id_type or IdType.OPAQUE).value}
+    kind = customer_id_type or (IdType.OPAQUE if is_bsuid(status.customer_id) else IdType.PHONE)
+    to = {"id": status.customer_id, "idType": kind.value}
     body: dict[str, Any] = {
         "id": genesys_message_id,
         "channel": {"to": to, "time": genesys_time(status.timestamp)},

@@ -22,3 +22,12 @@ CREATE TABLE customer_identities (
     created_at    TIMESTAMPTZ  NOT NULL DEFAULT NOW(),
     PRIMARY KEY (tenant_id, identifier)
 );
+
+-- Every live conversation's customer keeps the key it has: its key, phone number and BSUID point
+-- at it from the start.
+INSERT INTO customer_identities (tenant_id, identifier, customer_id)
+SELECT tenant_id, identifier, customer_id
+FROM conversation_mappings,
+     LATERAL (VALUES (customer_id), (bsuid), (wa_id)) AS ids(identifier)
+WHERE moved_to_customer_id IS NULL AND identifier IS NOT NULL
+ON CONFLICT DO NOTHING;

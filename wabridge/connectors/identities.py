@@ -1,0 +1,159 @@
+"""One customer, one key: the bridge's directory of every identifier Meta gives a customer.
+
+Meta names a WhatsApp customer by phone number (``wa_id``), by business-scoped user id (BSUID), by
+both, and the names change: a customer adopts a username and their phone disappears from webhooks,
+changes number (``user_changed_number``), or gets a new BSUID (``user_changed_user_id``, with
+``previous_user_id``). The Kafka key decides the partition, and so the order, of everything the
+customer does. So identities are resolved here, where records get their key, once:
+
+* each identifier of a tenant points at the customer key it was first seen with
+  (``customer_identities``; rows are only inserted, never changed);
+* an event's key is the key of its first known identifier, BSUIDs before phone numbers (a phone
+  number can pass to someone else, a BSUID cannot), else of the identifiers a ``system`` message
+  links, else the key it always had (the wa_id, else the BSUID);
+* every identifier the event names or links that is not known yet is recorded with that key.
+
+So a customer known by phone who adopts a username keeps their phone-number key: same partition,
+same conversation, same Genesys thread. Two bridges racing on a new customer both insert with
+``ON CONFLICT DO NOTHING`` and read back the row that won. A mapping never changes once written,
+so each bridge keeps what it has read in memory: only identifiers it has not seen cost a round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import asyncpg
+from prometheus_client import Counter
+
+from wabridge.connectors import postgres
+from wabridge.errors import PermanentError, TransientError
+from wabridge.masking import mask_customer_id
+from wabridge.schemas.meta import customer_identifiers, keyed_as
+from wabridge.schemas.records import WebhookEvent
+from wabridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Identifiers kept in memory per bridge (an entry is about 200 bytes).
+CACHE_SIZE = 200_000
+
+REKEYED = Counter(
+    "wabridge_bridge_identity_rekeyed_total",
+    "Events keyed by the customer's first key instead of the identifier Meta named them by",
+    ["tenant"],
+)
+REFUSED = Counter("wabridge_bridge_identity_refusals_total", "Webhooks whose customer identities PostgreSQL refused")
+RECORDED = Counter("wabridge_bridge_identities_recorded_total", "Customer identifiers recorded", ["tenant"])
+
+
+class IdentityDirectory:
+    """Resolve each event's customer to its one key; one per bridge process."""
+
+    def __init__(self, settings: Settings, cache_size: int = CACHE_SIZE) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def keyed(self, events: Sequence[WebhookEvent]) -> list[WebhookEvent]:
+        """``events`` in order, each keyed by its customer's one key. ``TransientError`` while
+        PostgreSQL cannot answer (the caller holds and tries again; nothing is keyed wrongly)."""
+        wanted = {
+            (event.tenant_id, identifier)
+            for event in events
+            if (ids := customer_identifiers(event)) is not None
+            for identifier in ids.all
+        }
+        missing = [pair for pair in wanted if pair not in self._known]
+        if missing:
+            try:
+                await self._learn(events, missing)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                decided = postgres.classify(exc)
+                if isinstance(decided, PermanentError):
+                    # The identifiers are checked before they get here; should PostgreSQL still
+                    # refuse them, the events keep the keys Meta named them by, said and counted.
+                    REFUSED.inc()
+                    log.error("customer identities of a webhook refused by PostgreSQL (%s); keyed as named", exc)
+                    return list(events)
+                raise TransientError(f"customer identities unavailable: {exc!r}") from exc
+        return [self._keyed(event) for event in events]
+
+    def _keyed(self, event: WebhookEvent) -> WebhookEvent:
+        ids = customer_identifiers(event)
+        if ids is None:
+            return event
+        key = self._key_of(event.tenant_id, ids.names, ids.links, ids.first_key)
+        if key != event.customer_id:
+            REKEYED.labels(event.tenant_id).inc()
+            log.debug(
+                "tenant %s: %s keyed as customer %s",
+                event.tenant_id, mask_customer_id(event.customer_id), mask_customer_id(key),
+            )  # fmt: skip
+        return keyed_as(event, key)
+
+    def _key_of(self, tenant_id: str, names: Sequence[str], links: Sequence[str], first_key: str) -> str:
+        for identifier in (*names, *links):
+            key = self._known.get((tenant_id, identifier))
+            if key is not None:
+                return key
+        return first_key
+
+    async def _learn(self, events: Sequence[WebhookEvent], missing: list[tuple[str, str]]) -> None:
+        """Read the missing identifiers; record the ones nobody has yet, with their event's key, and
+        read back what won (another bridge may have recorded some first)."""
+        pool = await self._connected()
+        await self._read(pool, missing)
+        new: dict[tuple[str, str], str] = {}
+        for event in events:
+            ids = customer_identifiers(event)
+            if ids is None:
+                continue
+            key = self._key_of(event.tenant_id, ids.names, ids.links, ids.first_key)
+            key = next((new[(event.tenant_id, i)] for i in ids.all if (event.tenant_id, i) in new), key)
+            for identifier in ids.all:
+                pair = (event.tenant_id, identifier)
+                if pair not in self._known and pair not in new:
+                    new[pair] = key
+        if not new:
+            return
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO customer_identities (tenant_id, identifier, customer_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                [tenant for tenant, _ in new],
+                [identifier for _, identifier in new],
+                list(new.values()),
+            )
+        for tenant in {tenant for tenant, _ in new}:
+            RECORDED.labels(tenant).inc(sum(1 for t, _ in new if t == tenant))
+        await self._read(pool, list(new))
+
+    async def _read(self, pool: asyncpg.Pool, pairs: list[tuple[str, str]]) -> None:
+        rows = await pool.fetch(
+            "SELECT i.tenant_id, i.identifier, i.customer_id FROM customer_identities i"
+            " JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, identifier) USING (tenant_id, identifier)",
+            [tenant for tenant, _ in pairs],
+            [identifier for _, identifier in pairs],
+        )
+        for row in rows:
+            self._remember((row["tenant_id"], row["identifier"]), row["customer_id"])
+
+    def _remember(self, pair: tuple[str, str], key: str) -> None:
+        self._known[pair] = key
+        self._known.move_to_end(pair)
+        while len(self._known) > self._cache_size:
+            self._known.popitem(last=False)
+
+    async def _connected(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await postgres.connect(self._settings, min_size=1, max_size=2)
+        return self._pool
