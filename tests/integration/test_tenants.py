@@ -43,7 +43,7 @@ def _tenants(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
 
 
 ADD = [
-    "add", "--id", "acme", "--name", "Acme Retail", "--phone-number", "106540352242922=15550783881",
+    "add", "--id", "acme", "--name", "Acme Retail", "--phone-number", "106540352242922=15550783881@102290129340398",
     "--genesys-region", "mypurecloud.ie", "--genesys-client-id", "client-1",
     "--genesys-integration-id", "5e5a1c43-0000-4000-8000-000000000abc",
     "--meta-app-secret", APP_SECRET, "--meta-verify-token", "fake-verify-token",
@@ -70,7 +70,9 @@ async def test_add_show_update_disable_a_tenant(tenant_env, isolated_settings: S
     shown = _tenants(["show", "acme"], env, cwd)
     assert APP_SECRET not in shown.stdout and "fake-client-secret-xyz" not in shown.stdout
     described = orjson.loads(shown.stdout)
-    assert described["phone_numbers"] == [{"phone_number_id": "106540352242922", "display_phone_number": "15550783881"}]
+    assert described["phone_numbers"] == [
+        {"phone_number_id": "106540352242922", "display_phone_number": "15550783881", "waba_id": "102290129340398"}
+    ]
     assert described["config"]["genesys_region"] == "mypurecloud.ie"
 
     # At rest: nothing in PostgreSQL carries the secret in clear text.

@@ -1,6 +1,8 @@
 """Seeded hostile webhooks through the real processes: validly signed Meta webhooks of every
-message type and user preference, and Genesys outbound webhooks of every kind (agent text with
-attachments, quick replies, list pickers, notifications, typing, receipt), each with one field
+message type (with and without usernames' BSUID fields), user preference, template status and
+category update and ``user_id_update``, and Genesys outbound webhooks of every kind (agent text
+with attachments, quick replies, list pickers, notifications with media headers and buttons,
+typing, receipt), each with one field
 somewhere in the body deleted, nulled, retyped, made huge, nested deep or pushed out of range.
 None gets a 5xx from the edge, no process stops or stops being ready, and every customer's valid
 messages after them reach the agent once and in order.
@@ -113,6 +115,26 @@ def genesys_kinds(customer: str, index: int) -> dict[str, dict[str, Any]]:
         "notification": build_agent_structured(
             integration_id=integration, to_id=customer, content=notification("welcome", "en-US", "Sheena")
         ),
+        "full notification": build_agent_structured(
+            integration_id=integration,
+            to_id=customer,
+            content=notification(
+                "5f1c@order_shipped",
+                "en-US",
+                "Ana",
+                "#123",
+                header_media={"mediaType": "Image", "url": "http://127.0.0.1:1/h.jpg", "mime": "image/jpeg"},
+                buttons=(
+                    {"type": "Url", "index": 0, "parameters": [{"text": "A1"}]},
+                    {"type": "QuickReply", "index": 1, "payload": "stop"},
+                ),
+            ),
+        ),
+        "list picker with prompt": build_agent_structured(
+            integration_id=integration,
+            to_id=customer,
+            content=list_picker({"A": ["x"]}, title="Which one?", button_label="Choose one"),
+        ),
         "receipt": build_inbound_receipt(
             integration_id=integration, genesys_message_id=f"g-{index}", wamid=f"wamid.x.{index}", to_id=customer
         ),
@@ -128,8 +150,37 @@ def hostile_genesys_webhook(rng: random.Random, index: int) -> tuple[bytes, str]
     return json.dumps(body).encode(), f"genesys {kind}: {done}"
 
 
+def waba_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
+    """A change of the tenant's WhatsApp Business Account, with no phone number: a template's status
+    or category update (routed by the WABA), or ``user_id_update`` (Meta's corrected docs say it is
+    not sent; a tenant's app that gets one archives it)."""
+    field = rng.choice(["message_template_status_update", "template_category_update", "user_id_update"])
+    common = {
+        "message_template_id": 1000 + index,
+        "message_template_name": "welcome",
+        "message_template_language": "en_US",
+    }
+    values = {
+        "message_template_status_update": {"event": "PAUSED", **common, "reason": None},
+        "template_category_update": {**common, "previous_category": "UTILITY", "new_category": "MARKETING"},
+        "user_id_update": {
+            "user_id_update": [
+                {"wa_id": rng.choice(FUZZ_CUSTOMERS), "user_id": {"previous": "US.1", "current": "US.2"}}
+            ]
+        },
+    }
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": ACME.waba_id, "time": 1, "changes": [{"field": field, "value": values[field]}]}],
+    }
+    done = mutate(body, rng)
+    return json.dumps(body).encode(), f"{field}: {done}"
+
+
 def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
     customer = rng.choice(FUZZ_CUSTOMERS)
+    if rng.random() < 0.08:
+        return waba_webhook(rng, index)
     if rng.random() < 0.1:  # a customer's marketing preference (the user_preferences field)
         body = P.single(P.get("text"), contacts=[P.contact(wa_id=customer, user_id=None)])
         change = body["entry"][0]["changes"][0]
@@ -146,7 +197,13 @@ def hostile_webhook(rng: random.Random, index: int) -> tuple[bytes, str]:
     message = P.get(kind)
     message.update({"id": f"wamid.hostile.{SEED}.{index}", "from": customer})
     message.pop("from_user_id", None)
-    body = P.single(message, contacts=[P.contact(wa_id=customer, user_id=None)])
+    contact = P.contact(wa_id=customer, user_id=None)
+    if rng.random() < 0.3:  # a customer with a username: the BSUID fields, each open to mutation
+        bsuid = f"US.{customer}"
+        message.update({"from_user_id": bsuid, "username": f"user{customer}"})
+        contact.update({"user_id": bsuid})
+        contact.setdefault("profile", {})["username"] = f"user{customer}"
+    body = P.single(message, contacts=[contact])
     body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = ACME.phone_number_id
     done = mutate(body, rng)
     return json.dumps(body).encode(), f"{kind}: {done}"
@@ -180,12 +237,13 @@ async def test_hostile_webhooks_get_a_clear_answer_and_stop_nothing(pipeline: Pi
     await pipeline.wait_arrived(ACME, after, timeout_s=120)
     await pipeline.wait_arrived(GLOBEX, globex)
     for customer in customers:
-        texts = [
-            a.body.get("text")
-            for a in pipeline.arrived(ACME)
-            if a.body["channel"]["from"]["id"] == customer and str(a.body.get("text", "")).startswith("after ")
+        # The customer as Genesys knows them: their phone, or the BSUID the storm first showed them by.
+        arrived = [
+            a.body for a in pipeline.arrived(ACME) if a.body.get("text") in {f"after {customer} #{n}" for n in range(2)}
         ]
-        assert texts == [f"after {customer} #{n}" for n in range(2)], f"seed {SEED}: {customer}"
+        assert [a["text"] for a in arrived] == [f"after {customer} #{n}" for n in range(2)], f"seed {SEED}: {customer}"
+        assert {a["channel"]["from"]["id"] for a in arrived} <= {customer, f"US.{customer}"}, f"seed {SEED}"
+        assert len({a["channel"]["from"]["id"] for a in arrived}) == 1, f"seed {SEED}: {customer} split in two"
     for port in (
         pipeline.settings.webhook_ops_port,
         pipeline.settings.bridge_metrics_port,

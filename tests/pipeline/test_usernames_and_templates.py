@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from tests.pipeline.conftest import ACME, Pipeline, wait_for
+from wabridge.connectors import redis_client
 from wabridge.simulators.agent import list_picker, notification, quick_replies
 from wabridge.simulators.customer import InboundSpec
 from wabridge.simulators.meta import SentMessage
@@ -226,3 +227,33 @@ async def test_a_customer_who_adopts_a_username_or_gives_a_phone_stays_one_conve
         for m in pipeline.meta.sent_messages(ACME.phone_number_id)
         if m.body.get("text", {}).get("body") == "Hi Ana"
     ] == [(later_phone, "to")]
+
+
+async def test_a_template_paused_at_meta_is_refused_before_sending_once_metas_webhook_says_so(
+    pipeline: Pipeline,
+) -> None:
+    customer = "16505550771"
+    reminder = notification("appointment_reminder", "en-US", "Sheena", "Tuesday 10:00")
+    first = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, content=reminder)
+
+    async def delivered() -> bool:
+        return any(r["status"] == "Delivered" for r in receipts_for(pipeline, first.message_id))
+
+    await wait_for(delivered, 60, "the template delivered", pipeline)
+    cached = pipeline.settings.redis_key(f"tenant:{ACME.id}:templates:{ACME.waba_id}")
+    redis = redis_client.client(pipeline.settings)
+    try:
+        assert await redis.exists(cached)  # the list, read from Meta for the first send, is kept
+
+        # Meta pauses the template and says so on the WABA's webhook (no phone number in it).
+        await pipeline.meta.change_template(ACME.waba_id, "appointment_reminder", "en_US", status="PAUSED")
+
+        async def forgotten() -> bool:
+            return not await redis.exists(cached)
+
+        await wait_for(forgotten, 60, "the template webhook to reach the worker", pipeline)
+    finally:
+        await redis.aclose()
+    second = await pipeline.genesys.send_agent_message(ACME.integration_id, customer, content=reminder)
+    assert "is paused at Meta" in await failed_note(pipeline, second.message_id)
+    assert len(sent_to(pipeline, customer)) == 1  # not sent: Meta would refuse it (132015)

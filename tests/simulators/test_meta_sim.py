@@ -539,3 +539,26 @@ async def test_the_marketing_messages_api_takes_marketing_templates_only(
             assert response.status == expected
     [sent] = [m for m in meta.sent_messages(PHONE_NUMBER_ID) if m.type == "template"]
     assert sent.endpoint == "marketing_messages"
+
+
+async def test_a_template_change_is_told_on_the_wabas_webhook(
+    meta: MetaSimulator, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    meta.upsert_template(SHIPPING)
+    await meta.change_template(WABA_ID, "order_shipped", "en_US", status="PAUSED")
+    await meta.change_template(WABA_ID, "order_shipped", "en_US", category="MARKETING")
+    await eventually(lambda: len(receiver.received) == 2)
+    assert all(signature_verifies(APP_SECRET, w) for w in receiver.received)
+    changes = [orjson.loads(w.raw)["entry"][0] for w in receiver.received]
+    assert [e["id"] for e in changes] == [WABA_ID, WABA_ID]
+    (paused,), (recategorised,) = (e["changes"] for e in changes)
+    assert paused["field"] == "message_template_status_update"
+    assert paused["value"]["event"] == "PAUSED" and paused["value"]["message_template_name"] == "order_shipped"
+    assert "metadata" not in paused["value"]  # a WABA's change names no phone number
+    assert recategorised["field"] == "template_category_update"
+    assert (recategorised["value"]["previous_category"], recategorised["value"]["new_category"]) == (
+        "UTILITY",
+        "MARKETING",
+    )
+    status, body = await send(http, meta, {"to": "16505551234", **shipped()})
+    assert (status, body["error"]["code"]) == (400, 132015)  # paused: refused

@@ -2,7 +2,7 @@
 
 The bridge puts one ``WebhookEvent`` per Meta message, status, preference or value-level error on
 ``wa-inbound``; :func:`normalize_event` checks it against its Kafka key and turns it into an
-``InboundMessage``, ``StatusUpdate``, ``PreferenceUpdate`` or ``BusinessError``.
+``InboundMessage``, ``StatusUpdate``, ``PreferenceUpdate``, ``TemplateUpdate`` or ``BusinessError``.
 
 Dedupe (invariant 4): Meta retries webhooks and the bridge may produce a record twice, so each
 customer key keeps the ids it has already prepared (wamid for a message, ``wamid:status`` for a
@@ -21,7 +21,14 @@ from prometheus_client import Counter
 from wabridge.agents.context import SeenIds
 from wabridge.errors import PermanentError
 from wabridge.schemas.meta import normalize
-from wabridge.schemas.records import BusinessError, InboundMessage, PreferenceUpdate, StatusUpdate, WebhookEvent
+from wabridge.schemas.records import (
+    BusinessError,
+    InboundMessage,
+    PreferenceUpdate,
+    StatusUpdate,
+    TemplateUpdate,
+    WebhookEvent,
+)
 
 STEP = "normalize"
 SEEN_TABLE = "normalize-seen"
@@ -32,7 +39,7 @@ SEEN_PER_CUSTOMER = 500
 DEDUPLICATED = Counter("wabridge_normalize_duplicates_total", "Events normalize dropped as already seen", ["kind"])
 NORMALIZED = Counter("wabridge_normalize_events_total", "Events normalize passed on", ["kind"])
 
-NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate
+NormalizedRecord = InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate | TemplateUpdate
 
 
 def dedupe_id(record: NormalizedRecord, event: WebhookEvent) -> str:
@@ -42,6 +49,8 @@ def dedupe_id(record: NormalizedRecord, event: WebhookEvent) -> str:
         return record.dedupe_key
     if isinstance(record, PreferenceUpdate):
         return f"preference:{record.category}:{record.preference}:{record.timestamp}"
+    if isinstance(record, TemplateUpdate):
+        return f"template:{event.event_id}"
     return f"error:{event.event_id}"
 
 

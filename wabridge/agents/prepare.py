@@ -33,6 +33,7 @@ from wabridge.schemas.records import (
     PreferenceUpdate,
     ResolvedMessage,
     StatusUpdate,
+    TemplateUpdate,
     WebhookEvent,
 )
 from wabridge.streams.app import create_table, stage_topic
@@ -61,6 +62,8 @@ def decode_inbound(raw: bytes) -> InboundRecord:
         return ResolvedMessage.model_validate(value)
     if "preference" in value:
         return PreferenceUpdate.model_validate(value)
+    if "template_name" in value:
+        return TemplateUpdate.model_validate(value)
     if "status" in value:
         return StatusUpdate.model_validate(value)
     if "error" in value:

@@ -21,6 +21,8 @@ Also here, because they need the mapping or write tracking rows:
   as a ``ReceiptDue``, which the outbound stage POSTs to Genesys; one that comes before the send's
   own write (its wamid not recorded yet) waits for it in the customer's lane.
 * value-level business errors go to ``error-events`` with Meta's code.
+* a template update (Meta's status or category webhook) makes the tenant's template list be read
+  again (``connectors.meta_templates``): the next agent template is checked against Meta's word.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import orjson
 from prometheus_client import Counter
 
 from wabridge.agents.context import StageContext, send_and_wait
+from wabridge.connectors.meta_templates import forget_templates
 from wabridge.errors import PermanentError, TransientError
 from wabridge.masking import mask_customer_id
 from wabridge.schemas.records import (
@@ -45,6 +48,7 @@ from wabridge.schemas.records import (
     ReceiptDue,
     ResolvedMessage,
     StatusUpdate,
+    TemplateUpdate,
 )
 from wabridge.schemas.status import MessageStatus
 from wabridge.streams.types import StageEvent, StageTable
@@ -77,7 +81,7 @@ MAPPINGS_MOVED = Counter(
 )
 TABLE_MISSES = Counter("wabridge_conversation_table_misses_total", "Table misses answered by PostgreSQL")
 
-ResolvableRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate
+ResolvableRecord = InboundMessage | StatusUpdate | BusinessError | MappingMove | PreferenceUpdate | TemplateUpdate
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -107,6 +111,13 @@ class ConversationResolver:
             elif isinstance(record, PreferenceUpdate):
                 if record.category == MARKETING_CATEGORY and record.preference in ("stop", "resume"):
                     self.opted_out(record.key, float(record.timestamp), opted_out=record.preference == "stop")
+            elif isinstance(record, TemplateUpdate):
+                await forget_templates(self.ctx.redis, self.ctx.settings, record.tenant_id, record.waba_id)
+                log.info(
+                    "tenant %s: template %s (%s) of WABA %s changed at Meta (%s); its list is read again",
+                    record.tenant_id, record.template_name, record.language, record.waba_id,
+                    record.status or record.category,
+                )  # fmt: skip
             elif isinstance(record, BusinessError):
                 error = PermanentError(
                     f"Meta reported error {record.error.code} for number {record.phone_number_id}: "

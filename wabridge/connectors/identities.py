@@ -108,31 +108,42 @@ class IdentityDirectory:
         return first_key
 
     async def _learn(self, events: Sequence[WebhookEvent], missing: list[tuple[str, str]]) -> None:
-        """Read the missing identifiers; record the ones nobody has yet, with their event's key, and
-        read back what won (another bridge may have recorded some first)."""
+        """Read the missing identifiers; record the ones nobody has yet, and read back what won.
+
+        In two steps, so that bridges racing on a new customer agree: first each new customer's
+        anchor (its first identifier, a BSUID if it has one) with the key it would get; then, once
+        the anchor's key is read back (whoever's insert won), every other identifier with that key.
+        """
         pool = await self._connected()
         await self._read(pool, missing)
-        new: dict[tuple[str, str], str] = {}
+        anchors: dict[tuple[str, str], str] = {}
+        for event in events:
+            ids = customer_identifiers(event)
+            if ids is not None and not any((event.tenant_id, i) in self._known for i in ids.all):
+                anchors.setdefault((event.tenant_id, ids.all[0]), ids.first_key)
+        await self._record(pool, anchors)
+        rest: dict[tuple[str, str], str] = {}
         for event in events:
             ids = customer_identifiers(event)
             if ids is None:
                 continue
             key = self._key_of(event.tenant_id, ids.names, ids.links, ids.first_key)
-            key = next((new[(event.tenant_id, i)] for i in ids.all if (event.tenant_id, i) in new), key)
             for identifier in ids.all:
-                pair = (event.tenant_id, identifier)
-                if pair not in self._known and pair not in new:
-                    new[pair] = key
+                if (event.tenant_id, identifier) not in self._known:
+                    rest.setdefault((event.tenant_id, identifier), key)
+        await self._record(pool, rest)
+
+    async def _record(self, pool: asyncpg.Pool, new: dict[tuple[str, str], str]) -> None:
+        """Insert ``new`` (identifier -> key) where nobody has yet, and read back what holds."""
         if not new:
             return
-        async with pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO customer_identities (tenant_id, identifier, customer_id)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
-                [tenant for tenant, _ in new],
-                [identifier for _, identifier in new],
-                list(new.values()),
-            )
+        await pool.execute(
+            "INSERT INTO customer_identities (tenant_id, identifier, customer_id)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            [tenant for tenant, _ in new],
+            [identifier for _, identifier in new],
+            list(new.values()),
+        )
         for tenant in {tenant for tenant, _ in new}:
             RECORDED.labels(tenant).inc(sum(1 for t, _ in new if t == tenant))
         await self._read(pool, list(new))

@@ -35,6 +35,19 @@ TTL_S = 600
 READS = Counter("wabridge_template_list_reads_total", "Template lists read from Meta, by outcome", ["outcome"])
 
 
+def templates_key(settings: Settings, tenant_id: str, waba_id: str) -> str:
+    return settings.redis_key(f"tenant:{tenant_id}:templates:{waba_id}")
+
+
+async def forget_templates(redis: aioredis.Redis, settings: Settings, tenant_id: str, waba_id: str) -> None:
+    """Read the WABA's template list from Meta again next time (Meta refused a template, or said
+    one changed). Redis down: the copy lives out its ``TTL_S``."""
+    try:
+        await redis.delete(templates_key(settings, tenant_id, waba_id))
+    except RedisError as exc:
+        log.warning("redis unavailable, template list of tenant %s not dropped: %s", tenant_id, exc)
+
+
 class Catalog:
     """One WABA's templates by (name, language)."""
 
@@ -60,7 +73,7 @@ class TemplateCatalog:
         self._tokens = tokens
 
     def key(self, tenant_id: str, waba_id: str) -> str:
-        return self._settings.redis_key(f"tenant:{tenant_id}:templates:{waba_id}")
+        return templates_key(self._settings, tenant_id, waba_id)
 
     async def catalog(self, tenant: Tenant, waba_id: str | None) -> Catalog | None:
         """The WABA's templates; None when they cannot be known (no WABA, or Meta refuses the list).
@@ -86,11 +99,7 @@ class TemplateCatalog:
         return Catalog(templates)
 
     async def forget(self, tenant_id: str, waba_id: str) -> None:
-        """Read the list from Meta again next time (Meta refused a template, or said it changed)."""
-        try:
-            await self._redis.delete(self.key(tenant_id, waba_id))
-        except RedisError as exc:
-            log.warning("redis unavailable, template list of tenant %s not dropped: %s", tenant_id, exc)
+        await forget_templates(self._redis, self._settings, tenant_id, waba_id)
 
     async def _cached(self, tenant_id: str, waba_id: str) -> list[KnownTemplate] | None:
         try:

@@ -53,7 +53,7 @@ from wabridge.schemas.meta import (
     archive_message_id,
     message_ids,
     parse_webhook,
-    phone_number_ids,
+    routing_ids,
     select_changes,
 )
 from wabridge.settings import Settings
@@ -206,7 +206,7 @@ class WebhookEdge:
             parsed = parse_webhook(body)
         except WebhookShapeError as exc:
             return await self._quarantine(request, body, signature, str(exc))
-        numbers = phone_number_ids(parsed)
+        numbers = routing_ids(parsed)  # phone numbers, and the WABA of a template update
         if not numbers:
             return await self._quarantine(request, body, signature, "no phone_number_id in any change")
 

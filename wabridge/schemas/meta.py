@@ -27,6 +27,7 @@ from wabridge.schemas.records import (
     MetaError,
     PreferenceUpdate,
     StatusUpdate,
+    TemplateUpdate,
     WebhookEvent,
 )
 from wabridge.schemas.status import META_STATUSES, MessageStatus
@@ -35,11 +36,18 @@ WHATSAPP_OBJECT = "whatsapp_business_account"
 MESSAGES_FIELD = "messages"
 # A customer's marketing preference changed (stop / resume): a per-customer event like a message.
 PREFERENCES_FIELD = "user_preferences"
+# A template of the WABA changed status or category (Meta's "Template webhooks"): no phone number
+# in them, so the edge routes them by the WABA (``entry[].id``), as ``waba:{id}``.
+TEMPLATE_FIELDS = ("message_template_status_update", "template_category_update")
+WABA_ROUTE_PREFIX = "waba:"
+WABA_CUSTOMER_PREFIX = "_waba:"
 BUSINESS_CUSTOMER_PREFIX = "_business:"
 UNIDENTIFIED_CUSTOMER_PREFIX = "_unidentified:"
-# What a phone number or a BSUID can look like; anything else (too long, control characters, a
-# hostile value) names no customer for the identity directory and is not recorded.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,254}$")
+# A phone number as Meta writes a wa_id: E.164 without the plus (7 to 15 digits, no leading 0). Only what
+# Meta's identifiers look like is recorded by the identity directory: a BSUID where a BSUID goes,
+# digits where a phone number goes. Anything else (a hostile ``from_user_id`` of "0") could tie
+# strangers to one key.
+_PHONE = re.compile(r"^[1-9][0-9]{6,14}$")
 
 
 # A business-scoped user id (BSUID): the country code, a period, then letters and digits; a parent
@@ -197,6 +205,18 @@ def phone_number_ids(body: bytes | str | dict[str, Any] | WebhookBody) -> set[st
     }
 
 
+def routing_ids(body: bytes | str | dict[str, Any] | WebhookBody) -> set[str]:
+    """Every id the edge routes the POST by: each business ``phone_number_id``, and ``waba:{id}``
+    for the WABA of a change that names no number (a template update)."""
+    parsed = body if isinstance(body, WebhookBody) else parse_webhook(body)
+    return phone_number_ids(parsed) | {
+        WABA_ROUTE_PREFIX + entry.id
+        for entry in parsed.entry
+        for change in entry.changes
+        if change.field in TEMPLATE_FIELDS and change.value.metadata is None and entry.id
+    }
+
+
 def select_changes(document: dict[str, Any], numbers: set[str] | None) -> dict[str, Any] | None:
     """The webhook with only the changes of business numbers in ``numbers`` (``None``: the changes
     that name no number), its entries and other fields kept; None when no change is left.
@@ -211,17 +231,20 @@ def select_changes(document: dict[str, Any], numbers: set[str] | None) -> dict[s
         changes = [
             change
             for change in entry.get("changes") or []
-            if isinstance(change, dict) and _in_numbers(_change_number(change), numbers)
+            if isinstance(change, dict) and _in_numbers(_change_route(entry, change), numbers)
         ]
         if changes:
             entries.append({**entry, "changes": changes})
     return {**document, "entry": entries} if entries else None
 
 
-def _change_number(change: dict[str, Any]) -> str | None:
+def _change_route(entry: dict[str, Any], change: dict[str, Any]) -> str | None:
     value = change.get("value")
     metadata = value.get("metadata") if isinstance(value, dict) else None
-    return _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+    if isinstance(metadata, dict):
+        return _text(metadata.get("phone_number_id"))
+    waba_id = _text(entry.get("id"))
+    return WABA_ROUTE_PREFIX + waba_id if change.get("field") in TEMPLATE_FIELDS and waba_id else None
 
 
 def _in_numbers(number: str | None, numbers: set[str] | None) -> bool:
@@ -233,7 +256,7 @@ def non_message_fields(body: WebhookBody) -> list[str]:
 
     They are not customer traffic; the raw archive keeps them. Returned so the caller can log or count.
     """
-    handled = (MESSAGES_FIELD, PREFERENCES_FIELD)
+    handled = (MESSAGES_FIELD, PREFERENCES_FIELD, *TEMPLATE_FIELDS)
     return [change.field for entry in body.entry for change in entry.changes if change.field not in handled]
 
 
@@ -303,6 +326,17 @@ def split_webhook(
                     }  # fmt: skip
                     customer_id = customer or UNIDENTIFIED_CUSTOMER_PREFIX + value.metadata.phone_number_id
                     events.append(_event(EventKind.PREFERENCE, customer_id, item, index, len(events), shared, None))
+                continue
+            if change.field in TEMPLATE_FIELDS and value.metadata is None and entry.id:
+                route = WABA_ROUTE_PREFIX + entry.id
+                shared = {
+                    "tenant_id": tenant_id, "phone_number_id": route, "display_phone_number": None,
+                    "waba_id": entry.id, "field": change.field, "webhook_id": webhook_id, "received_at": received_at,
+                    "entry_index": entry_index, "change_index": change_index,
+                }  # fmt: skip
+                raw_value = value.model_dump(exclude_none=True)
+                customer_id = WABA_CUSTOMER_PREFIX + entry.id
+                events.append(_event(EventKind.TEMPLATE, customer_id, raw_value, 0, len(events), shared, None))
                 continue
             if change.field != MESSAGES_FIELD or not _has_events(value):
                 continue
@@ -449,26 +483,36 @@ class CustomerIdentifiers:
 def customer_identifiers(event: WebhookEvent) -> CustomerIdentifiers | None:
     """The identifiers of ``event``'s customer; None for an event of no customer (a business error,
     an event naming nobody)."""
-    if event.kind is EventKind.ERROR or event.customer_id.startswith(UNIDENTIFIED_CUSTOMER_PREFIX):
+    if event.kind in (EventKind.ERROR, EventKind.TEMPLATE) or event.customer_id.startswith(
+        UNIDENTIFIED_CUSTOMER_PREFIX
+    ):
         return None
     raw = event.event if isinstance(event.event, dict) else {}
     contact = event.contact
-    links: list[str | None] = []
+    new: list[str | None] = []
     if event.kind is EventKind.MESSAGE:
-        bsuids = [_text(raw.get("from_user_id")), contact.user_id if contact else None]
-        phones = [_text(raw.get("from")), contact.wa_id if contact else None]
+        # The message's own fields first; its contact's only where the message has none (a
+        # contact that contradicts its message does not tie two identifiers together).
+        bsuids = [_text(raw.get("from_user_id")) or (contact.user_id if contact else None)]
+        phones = [_text(raw.get("from")) or (contact.wa_id if contact else None)]
         system = raw.get("system") if raw.get("type") == "system" else None
         if isinstance(system, dict):
-            links = [_text(system.get(k)) for k in ("user_id", "previous_user_id", "wa_id", "customer")]
+            new = [_text(system.get(k)) for k in ("user_id", "previous_user_id", "wa_id", "customer")]
     elif event.kind is EventKind.STATUS:
         bsuids, phones = [_text(raw.get("recipient_user_id"))], [_text(raw.get("recipient_id"))]
     else:  # a marketing preference
         bsuids, phones = [_text(raw.get("user_id"))], [_text(raw.get("wa_id"))]
-    names = tuple(dict.fromkeys(i for i in (*bsuids, *phones) if i and _IDENTIFIER.match(i)))
-    linked = tuple(dict.fromkeys(i for i in links if i and _IDENTIFIER.match(i) and i not in names))
-    if not names and not linked:
+    names = tuple(
+        dict.fromkeys([*(i for i in bsuids if i and is_bsuid(i)), *(i for i in phones if i and _PHONE.match(i))])
+    )
+    links = tuple(dict.fromkeys(i for i in new if i and (is_bsuid(i) or _PHONE.match(i)) and i not in names))
+    if not names and not links:
         return None
-    return CustomerIdentifiers(names=names, links=linked, first_key=event.customer_id)
+    # A customer seen for the first time is keyed as always (the wa_id, else the BSUID), unless that
+    # is no phone number or BSUID at all: then by the first identifier that is.
+    fallback = [*(n for n in names if not is_bsuid(n)), *names, *links]
+    first_key = event.customer_id if event.customer_id in names else fallback[0]
+    return CustomerIdentifiers(names=names, links=links, first_key=first_key)
 
 
 def keyed_as(event: WebhookEvent, customer_id: str) -> WebhookEvent:
@@ -481,7 +525,9 @@ def keyed_as(event: WebhookEvent, customer_id: str) -> WebhookEvent:
 # -- Normalizing ------------------------------------------------------------------------------------
 
 
-def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate:
+def normalize(
+    event: WebhookEvent,
+) -> InboundMessage | StatusUpdate | BusinessError | PreferenceUpdate | TemplateUpdate:
     """The typed record for a split event; ``InvalidEventError`` (with a reason) when it cannot be one."""
     if event.customer_id.startswith(UNIDENTIFIED_CUSTOMER_PREFIX):
         raise InvalidEventError(f"{event.kind.value} names no customer (no wa_id nor BSUID)", reason="no_customer_id")
@@ -493,7 +539,34 @@ def normalize(event: WebhookEvent) -> InboundMessage | StatusUpdate | BusinessEr
         return _status_update(event)
     if event.kind is EventKind.PREFERENCE:
         return _preference_update(event)
+    if event.kind is EventKind.TEMPLATE:
+        return _template_update(event)
     return _business_error(event)
+
+
+def _template_update(event: WebhookEvent) -> TemplateUpdate:
+    """Meta's ``message_template_status_update`` (``event``, ``message_template_name``,
+    ``message_template_language``, ``reason``) or ``template_category_update`` (``new_category``)."""
+    value = event.event
+    if event.waba_id is None:
+        raise InvalidEventError("template update without a WABA", reason="invalid_template_update")
+
+    def short(key: str) -> str | None:
+        text = _text(value.get(key))
+        return text[:512] if text else None
+
+    return TemplateUpdate(
+        tenant_id=event.tenant_id,
+        customer_id=event.customer_id,
+        waba_id=event.waba_id,
+        field=event.field,
+        template_name=short("message_template_name"),
+        language=short("message_template_language"),
+        status=short("event"),
+        category=short("new_category") or short("category"),
+        webhook_id=event.webhook_id,
+        received_at=event.received_at,
+    )
 
 
 def _preference_update(event: WebhookEvent) -> PreferenceUpdate:

@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     STATUS = "status"  # value.statuses[i]
     ERROR = "error"  # value.errors[i]: a problem of the business number, not of one message
     PREFERENCE = "preference"  # field user_preferences: value.user_preferences[i] (marketing stop / resume)
+    TEMPLATE = "template"  # fields message_template_status_update, template_category_update: a WABA's template
 
 
 class Contact(BaseModel):
@@ -199,6 +200,28 @@ class PreferenceUpdate(Record):
     timestamp: int
     detail: str | None = None
     phone_number_id: str
+    webhook_id: str
+    received_at: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant_id}:{self.customer_id}"
+
+
+class TemplateUpdate(Record):
+    """A template of the tenant's WhatsApp Business Account changed at Meta: its status (approved,
+    paused, disabled…: ``message_template_status_update``) or its category
+    (``template_category_update``). Keyed by the WABA (``_waba:{id}``): not a customer's event."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    tenant_id: str
+    customer_id: str  # "_waba:{waba_id}"
+    waba_id: str
+    field: str
+    template_name: str | None = None
+    language: str | None = None
+    status: str | None = None  # Meta's ``event`` (APPROVED, PAUSED, DISABLED, REJECTED, …)
+    category: str | None = None  # the new category
     webhook_id: str
     received_at: float
 

@@ -466,6 +466,32 @@ class MetaSimulator:
         ]
         self.update(templates=[*others, template])
 
+    async def change_template(
+        self, waba_id: str, name: str, language: str, *, status: str | None = None, category: str | None = None
+    ) -> None:
+        """Meta changes a template's status (approved, paused, disabled…) or category, and tells the
+        WABA's webhook: ``message_template_status_update`` (``event``) or ``template_category_update``
+        (``previous_category``, ``new_category``), as Meta's "Template webhooks" pages show them."""
+        [template] = [t for t in self.config.templates if (t.waba_id, t.name, t.language) == (waba_id, name, language)]
+        updated = template.model_copy(update={k: v for k, v in (("status", status), ("category", category)) if v})
+        self.upsert_template(updated)
+        number = next(n for n in self.config.phone_numbers if n.waba_id == waba_id)
+        common = {
+            "message_template_id": int(template.id),
+            "message_template_name": name,
+            "message_template_language": language,
+        }
+        if status is not None:
+            field, value = "message_template_status_update", {"event": status, **common, "reason": None}
+        else:
+            field = "template_category_update"
+            value = {**common, "previous_category": template.category, "new_category": category}
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": waba_id, "time": int(time.time()), "changes": [{"value": value, "field": field}]}],
+        }
+        await self._post_webhook(number, "template", encode_webhook(payload), number.webhook_url)
+
     def _template_refusal(self, number: MetaPhoneNumber, to: str, body: dict[str, Any]) -> web.Response | None:
         """Meta's synchronous refusal of a template send, if any (``meta_templates``)."""
         if body.get("type") != "template":

@@ -11,6 +11,7 @@ import orjson
 from pydantic import SecretStr
 
 from wabridge.errors import ConfigurationError
+from wabridge.schemas.meta import WABA_ROUTE_PREFIX as WABA_ROUTE
 from wabridge.tenants.crypto import SecretBox
 from wabridge.tenants.models import SECRET_FIELDS, PhoneNumber, Tenant, TenantConfig, TenantSecrets
 
@@ -103,16 +104,28 @@ class TenantStore:
         return tenants[0]
 
     async def find_by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
-        tenants = await self._load(
-            "WHERE t.id = (SELECT tenant_id FROM tenant_phone_numbers WHERE phone_number_id = $1)",
-            phone_number_id,
-        )
+        """The tenant of a phone number id, or of ``waba:{id}``: the WhatsApp Business Account of
+        one of its numbers (Meta's template webhooks name only the WABA)."""
+        if phone_number_id.startswith(WABA_ROUTE):
+            where = (
+                "WHERE t.id = (SELECT tenant_id FROM tenant_phone_numbers WHERE waba_id = $1"
+                " ORDER BY tenant_id LIMIT 1)"
+            )
+            tenants = await self._load(where, phone_number_id.removeprefix(WABA_ROUTE))
+        else:
+            where = "WHERE t.id = (SELECT tenant_id FROM tenant_phone_numbers WHERE phone_number_id = $1)"
+            tenants = await self._load(where, phone_number_id)
         return tenants[0] if tenants else None
 
     async def phone_number_ids(self) -> frozenset[str]:
-        """Every phone number id some tenant owns (one query, no secrets decrypted)."""
-        rows = await self._pool.fetch("SELECT phone_number_id FROM tenant_phone_numbers")
-        return frozenset(str(r["phone_number_id"]) for r in rows)
+        """Every phone number id some tenant owns, and ``waba:{id}`` for their numbers' WhatsApp
+        Business Accounts (one query, no secrets decrypted)."""
+        rows = await self._pool.fetch(
+            "SELECT phone_number_id AS id FROM tenant_phone_numbers"
+            " UNION SELECT $1 || waba_id FROM tenant_phone_numbers WHERE waba_id IS NOT NULL",
+            WABA_ROUTE,
+        )
+        return frozenset(str(r["id"]) for r in rows)
 
     async def list(self) -> builtins.list[Tenant]:
         return await self._load("")
