@@ -62,6 +62,12 @@ def test_demo_conversation_reaches_the_agent(tmp_path: Path, stack_settings: Set
             "[ To my door ]  [ Pick-up point ]",
             "Genesys receipts for the agent's messages: Delivered x3",
             'the agent sees: "To my door" (QuickReply), in answer to "Shall we bring it',
+            # A customer known only by their WhatsApp username: the agent sees the username, and
+            # the reply reaches them by their BSUID.
+            "ana.m:",
+            "Hi, is the shop open on Sunday?",
+            "ana.m's phone: Hi Ana, yes: Sundays 10:00 to 16:00.",
+            "in 'recipient': US.13491208655300000042",
         ):
             assert expected in output, output
         assert "sent 7, delivered 7, failed 0, in " in output.splitlines()[-1], output

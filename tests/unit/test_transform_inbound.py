@@ -393,3 +393,32 @@ def test_no_structured_response_for_other_types_or_unknown_origin() -> None:
     assert to_structured_response(inbound(mp.get("nfm_reply")), originating_message_id="g-1") is None
     msg = inbound(mp.get("button_reply"))
     assert ConversationRef(conversation_id=uuid.uuid4()).originating_message_id(msg) is None
+
+
+def test_routing_data_for_an_architect_flow_is_in_custom_attributes_and_bounded() -> None:
+    raw = mp.get("text")
+    raw["referral"] = {"source_id": "ad-7", "headline": "H" * 300, "source_type": "ad"}
+    raw["from_user_id"] = mp.BSUID
+    contact = mp.contact(user_id=mp.BSUID)
+    contact["profile"]["username"] = "sheena.k"
+    [body] = to_open_messages(inbound(raw, contacts=[contact]))
+    check_valid(body)
+    attributes = body["channel"]["metadata"]["customAttributes"]
+    assert attributes["tenantId"] == "acme"
+    assert attributes["waPhoneNumberId"] == mp.PHONE_NUMBER_ID  # the business number written to
+    assert attributes["waDisplayPhoneNumber"]
+    assert (attributes["waUsername"], attributes["waUserId"], attributes["waId"]) == ("sheena.k", mp.BSUID, mp.WA_ID)
+    assert attributes["waReferralSourceId"] == "ad-7"
+    assert len(attributes["waReferralHeadline"]) == 256 and attributes["waReferralHeadline"].endswith("…")
+    assert all(len(value) <= 256 for value in attributes.values())
+
+
+def test_a_username_only_customer_is_opaque_with_the_username_as_nickname() -> None:
+    raw = mp.get("text")
+    raw.pop("from")
+    raw["from_user_id"] = mp.BSUID
+    contact = mp.contact(wa_id=None, name=None, user_id=mp.BSUID)
+    contact["profile"] = {"username": "sheena.k"}
+    [body] = to_open_messages(inbound(raw, contacts=[contact]))
+    check_valid(body)
+    assert body["channel"]["from"] == {"id": mp.BSUID, "idType": "Opaque", "nickname": "sheena.k"}

@@ -193,24 +193,30 @@ class _Demo:
             return inbound
 
     async def agent_sends(
-        self, text: str, *, attachments: list[str] | None = None, content: list[dict[str, Any]] | None = None
+        self,
+        text: str,
+        *,
+        attachments: list[str] | None = None,
+        content: list[dict[str, Any]] | None = None,
+        to: str = _CUSTOMER_WA_ID,
+        to_id_type: str = "Phone",
     ) -> str:
         """The agent sends to the customer (the Genesys simulator's outbound webhook); its Genesys id."""
         driver = AgentDriver(self._urls["sim_genesys"], self._session)
         integration = DEMO_TENANT.genesys_integration_id
         if content:
-            delivery = await driver.send_structured(integration, _CUSTOMER_WA_ID, content, text=text)
+            delivery = await driver.send_structured(integration, to, content, text=text)
         else:
-            delivery = await driver.send_text(integration, _CUSTOMER_WA_ID, text, attachments=attachments)
+            delivery = await driver.send_text(integration, to, text, attachments=attachments, to_id_type=to_id_type)
         return str(delivery["message_id"])
 
-    async def customer_received(self) -> list[dict[str, Any]]:
-        """Every message the Meta simulator took for the customer, in order."""
+    async def customer_received(self, customer: str = _CUSTOMER_WA_ID) -> list[dict[str, Any]]:
+        """Every message the Meta simulator took for the customer (phone number or BSUID), in order."""
         url = f"{self._urls['sim_meta']}/__sim/sent"
         async with self._session.get(url, params={"phone_number_id": DEMO_TENANT.phone_number_id}) as response:
             response.raise_for_status()
             sent: list[dict[str, Any]] = orjson.loads(await response.read())["sent"]
-        return [message for message in sent if message["to"] == _CUSTOMER_WA_ID]
+        return [message for message in sent if message["to"] == customer]
 
     async def receipts(self, genesys_message_id: str) -> list[str]:
         """The receipt statuses Genesys took for the agent's message."""
@@ -354,6 +360,53 @@ async def _agent_answers(demo: _Demo, result: DemoResult) -> None:
     demo.echo(f'  the agent sees: "{button["text"]}" ({button["type"]}), in answer to "{_AGENT_QUESTION}"')
 
 
+# A customer who adopted a WhatsApp username: Meta names them only by a business-scoped user id.
+_USERNAME_BSUID = "US.13491208655300000042"
+_USERNAME = "ana.m"
+_USERNAME_QUESTION = "Hi, is the shop open on Sunday?"
+_USERNAME_ANSWER = "Hi Ana, yes: Sundays 10:00 to 16:00."
+
+
+async def _username_customer(demo: _Demo, result: DemoResult) -> None:
+    """A customer known only by username writes; the agent's reply reaches them by their BSUID."""
+    demo.echo("")
+    demo.echo(f"a customer with the WhatsApp username {_USERNAME!r} (no phone number shared) writes:")
+    deadline = time.monotonic() + demo.timeout_s
+    message = DemoMessage(
+        "text (username only)",
+        InboundSpec(
+            kind="text", user_id=_USERNAME_BSUID, username=_USERNAME, bsuid_only=True, name="",
+            text=_USERNAME_QUESTION, wamid=new_wamid(),
+        ),
+    )  # fmt: skip
+    _, refused = await demo.send(message)
+    if refused:
+        result.answer_problem = f"the username customer's message: {refused}"
+        return
+
+    async def arrived() -> list[dict[str, Any]]:
+        return [m for m in await demo.accepted() if m["body"].get("channel", {}).get("messageId") == message.wamid]
+
+    found = await _until(arrived, deadline)
+    if not found:
+        result.answer_problem = "the username customer's message did not reach the agent"
+        return
+    for line in agent_view(found[0]["body"]):
+        demo.echo("  " + line)
+    await demo.agent_sends(_USERNAME_ANSWER, to=_USERNAME_BSUID, to_id_type="Opaque")
+
+    async def answered() -> list[dict[str, Any]]:
+        return await demo.customer_received(_USERNAME_BSUID)
+
+    received = await _until(answered, deadline)
+    if not received:
+        result.answer_problem = "the agent's reply did not reach the username customer"
+        return
+    for line in phone_view(received[0]):
+        demo.echo(f"  {_USERNAME}'s phone: {line}")
+    demo.echo(f"    (sent to Meta by BSUID, in 'recipient': {received[0]['body'].get('recipient')})")
+
+
 async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo) -> DemoResult:
     """Send the conversation, show what the agent saw, and say how it went."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -374,6 +427,8 @@ async def run_demo(settings: Settings, timeout_s: float, echo: Any = click.echo)
         await _wait_for_agent(demo, conversation, sent_at, result, started)
         if not result.failed:
             await _agent_answers(demo, result)
+        if not result.failed and result.answer_problem is None:
+            await _username_customer(demo, result)
         if result.failed:
             echo("")
             echo("failed:")

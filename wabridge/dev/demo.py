@@ -33,7 +33,11 @@ class DemoTenant:
             id=self.tenant_id,
             name=self.name,
             phone_numbers=(
-                PhoneNumber(phone_number_id=self.phone_number_id, display_phone_number=self.display_phone_number),
+                PhoneNumber(
+                    phone_number_id=self.phone_number_id,
+                    display_phone_number=self.display_phone_number,
+                    waba_id=self.waba_id,
+                ),
             ),
             config=TenantConfig(
                 genesys_region="mypurecloud.com",
@@ -65,7 +69,22 @@ class DemoTenant:
                     "app_secret": self.app_secret,
                     "webhook_url": f"{edge}/webhook/meta",
                 }
-            ]
+            ],
+            # The WhatsApp Business Account's templates an agent can send from Genesys.
+            "templates": [
+                {
+                    "waba_id": self.waba_id,
+                    "name": "order_update",
+                    "category": "UTILITY",
+                    "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} is on its way."}],
+                },
+                {
+                    "waba_id": self.waba_id,
+                    "name": "spring_sale",
+                    "category": "MARKETING",
+                    "components": [{"type": "BODY", "text": "Spring sale, {{1}}: 20% off this week."}],
+                },
+            ],
         }
         genesys = {
             "clients": [{"client_id": self.genesys_client_id, "client_secret": self.genesys_client_secret}],

@@ -300,8 +300,10 @@ class AgentDriver:
         *,
         attachments: list[str] | None = None,
         wait: bool = True,
+        to_id_type: str = "Phone",
     ) -> dict[str, Any]:
-        """Send agent text; ``attachments`` are sample kinds (image, video, audio, document).
+        """Send agent text; ``attachments`` are sample kinds (image, video, audio, document);
+        ``to_id_type`` Opaque for a customer Genesys knows by a BSUID.
 
         With ``wait`` the call returns once Genesys's retry policy has finished, with every attempt.
         """
@@ -309,6 +311,7 @@ class AgentDriver:
             {
                 "integration_id": integration_id,
                 "to_id": to_id,
+                "to_id_type": to_id_type,
                 "type": "Text",
                 "text": text,
                 "attachments": attachments or [],

@@ -43,6 +43,10 @@ from wabridge.schemas.records import (
 )
 
 AGENT_TEXT_LIMIT = 4000
+# Each of our channel.metadata.customAttributes values (and names) is cut to this many characters:
+# about 20 attributes stay under 6 KB however long a headline or username is. Genesys documents no
+# limit of its own for them; its request body limit is 512,000 bytes.
+CUSTOM_ATTRIBUTE_MAX = 256
 _PART_MARK_ROOM = 24  # "(part 99/99)\n" and then some
 
 MEDIA_TYPES = frozenset(MEDIA_TYPE_BY_WHATSAPP_TYPE)
@@ -282,7 +286,13 @@ def _custom_attributes(msg: InboundMessage, extra: Mapping[str, str] | None) -> 
     attributes.update({key: value for key, value in optional.items() if value})
     if extra:
         attributes.update({str(key): str(value) for key, value in extra.items()})
-    return attributes
+    return {key[:CUSTOM_ATTRIBUTE_MAX]: _bounded(value) for key, value in attributes.items()}
+
+
+def _bounded(value: str) -> str:
+    """A routing value within ``CUSTOM_ATTRIBUTE_MAX`` characters: a customer's ad headline or a
+    hostile username must not make the message too large for Genesys."""
+    return value if len(value) <= CUSTOM_ATTRIBUTE_MAX else value[: CUSTOM_ATTRIBUTE_MAX - 1] + "…"
 
 
 # -- rendering ------------------------------------------------------------------------------------
