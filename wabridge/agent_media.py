@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -28,13 +29,23 @@ from miniopy_async.error import MinioException, S3Error
 from prometheus_client import Counter
 
 from wabridge.connectors import s3
-from wabridge.connectors.meta_graph import MediaTooLarge, MediaUrlExpired, MetaGraphClient, SendRefused, WhatsAppTokens
-from wabridge.errors import PermanentError, TransientError
+from wabridge.connectors.attachments import (
+    UNAVAILABLE,
+    AttachmentFetcher,
+    AttachmentRefused,
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+    describe,
+)
+from wabridge.connectors.meta_graph import MetaGraphClient, SendRefused, WhatsAppTokens
+from wabridge.errors import TransientError
 from wabridge.media import GENESYS_ATTACHMENT_LIMIT, extension_for, media_key, presign, store_file
 from wabridge.schemas.genesys import OutboundEvent, ReasonCode
 from wabridge.settings import Settings
 from wabridge.tenants import Tenant
 from wabridge.transforms.outbound import CAPTIONED, Part, Unsendable, fitting_kind
+
+log = logging.getLogger(__name__)
 
 LINK_EXPIRY = timedelta(hours=24)
 # Tries at Genesys's URL before the agent is told the attachment could not be fetched (~6 s).
@@ -60,9 +71,11 @@ class AgentMedia:
         tokens: WhatsAppTokens,
         storage: Minio,
         presigner: Minio,
+        fetcher: AttachmentFetcher,
         fetch_backoff_s: float = FETCH_BACKOFF_S,
     ) -> None:
         self._fetch_backoff_s = fetch_backoff_s
+        self._fetcher = fetcher
         self._graph = graph
         self._tokens = tokens
         self._storage = storage
@@ -82,7 +95,7 @@ class AgentMedia:
         key = media_key(tenant.id, kind, _day_of(outbound), name, extension_for(mime, attachment.filename))
         data = await self._stored(key)
         if data is None:
-            data = await self._fetch(attachment.url)
+            data = await self._fetch(tenant, attachment.url)
             await store_file(self._storage, self._bucket, key, data, mime, hashlib.sha256(data).hexdigest())
         fitted = fitting_kind(kind, len(data))
         if fitted == "document" and len(data) > GENESYS_ATTACHMENT_LIMIT:
@@ -121,25 +134,23 @@ class AgentMedia:
         ATTACHED.labels("uploaded").inc()
         return {"id": media_id}
 
-    async def _fetch(self, url: str) -> bytes:
-        """The file at Genesys's URL. A few tries over a few seconds: the URL is short-lived, and an
-        attachment that cannot be fetched must not hold the customer's later messages for long."""
-        if not url.startswith(("https://", "http://")):
-            raise Unsendable(f"the attachment's URL is not http(s): {url[:60]!r}", code=ReasonCode.GENERAL_ERROR)
+    async def _fetch(self, tenant: Tenant, url: str) -> bytes:
+        """The file at Genesys's URL, from an allowed Genesys origin only (``connectors.attachments``).
+        A few tries over a few seconds: the URL is short-lived, and an attachment that cannot be
+        fetched must not hold the customer's later messages for long. The agent is told only that
+        the host is not allowed or the attachment unavailable, never what the peer answered."""
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
-                return await self._graph.download(url, None, GENESYS_ATTACHMENT_LIMIT)
-            except MediaTooLarge as exc:
+                return await self._fetcher.fetch(tenant, url, GENESYS_ATTACHMENT_LIMIT)
+            except AttachmentTooLarge as exc:
                 raise Unsendable(str(exc), code=ReasonCode.INVALID_MEDIA_CONTENT_LENGTH) from exc
-            except MediaUrlExpired as exc:  # 404/410 at Genesys's URL: it will not come back
-                gone = f"the attachment could not be downloaded: {exc}"
-                raise PermanentError(gone, reason="attachment_gone") from exc
+            except (AttachmentRefused, AttachmentUnavailable) as exc:
+                log.warning("tenant %s: agent attachment not fetched (%s): %s", tenant.id, exc, describe(exc))
+                raise Unsendable(str(exc), code=ReasonCode.GENERAL_ERROR) from exc
             except TransientError as exc:
                 if attempt == FETCH_ATTEMPTS:
-                    raise PermanentError(
-                        f"the attachment could not be downloaded in {FETCH_ATTEMPTS} tries: {exc}",
-                        reason="attachment_unreachable",
-                    ) from exc
+                    log.warning("tenant %s: agent attachment unreachable: %s", tenant.id, exc)
+                    raise Unsendable(UNAVAILABLE, code=ReasonCode.GENERAL_ERROR) from exc
                 await asyncio.sleep(self._fetch_backoff_s * attempt)
         raise AssertionError("unreachable")
 

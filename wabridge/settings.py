@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     # The newest Graph API version Meta has released; its end date and those of the others are in
     # connectors/graph_versions.py, which warns at start when the configured one ends within 90 days.
     meta_graph_version: str = "v26.0"
+    # Agent attachments are fetched only from the tenant's Genesys API host and these origins
+    # (comma-separated scheme://host[:port], https, public addresses): where a deployment's Genesys
+    # download links redirect to (connectors/attachments.py).
+    genesys_attachment_origins: str = ""
+    # Origins allowed over plain http and on private addresses: the embedded stack's Genesys
+    # simulator (`wabridge run` sets it). Empty in production.
+    genesys_attachment_insecure_origins: str = ""
     # Sends per second per WhatsApp business number, per worker (Meta's default throughput is 80;
     # 1,000 after an upgrade; 20 for numbers shared with the WhatsApp Business app). With several
     # workers each paces its own share: set this to the number's limit divided by the workers.

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from tests.integration.edge_fixtures import make_tenant, save_tenants
 from wabridge.connectors import postgres, redis_client, s3
+from wabridge.connectors.attachments import AttachmentFetcher
 from wabridge.connectors.meta_graph import MetaGraphClient, WhatsAppTokens
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.media import MediaFetcher
@@ -139,7 +140,7 @@ class MediaHarness:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     box: SecretBox
-    clients: list[MetaGraphClient | Minio] = field(default_factory=list)
+    clients: list[MetaGraphClient | AttachmentFetcher | Minio] = field(default_factory=list)
 
     async def save_tenant(self, *, via_proxy: bool = False, token: str = ACCESS_TOKEN) -> Tenant:
         tenant = make_tenant(TENANT_ID, PHONE_NUMBER_ID, meta_graph_url=self.proxy.url if via_proxy else self.meta.url)
@@ -231,6 +232,8 @@ async def harness(media_settings: Settings, meta: MetaSimulator, proxy: FaultPro
         yield harness
     finally:
         for client in harness.clients:
-            await (client.close() if isinstance(client, MetaGraphClient) else client.close_session())
+            await (
+                client.close() if isinstance(client, MetaGraphClient | AttachmentFetcher) else client.close_session()
+            )
         await redis.aclose()
         await pool.close()

@@ -15,8 +15,8 @@ from aiohttp import web
 from tests.media.conftest import PHONE_NUMBER_ID, MediaHarness
 from wabridge.agent_media import AgentMedia
 from wabridge.connectors import s3
+from wabridge.connectors.attachments import AttachmentFetcher
 from wabridge.connectors.meta_graph import MetaGraphClient, WhatsAppTokens
-from wabridge.errors import PermanentError
 from wabridge.schemas.genesys import OutboundAttachment, OutboundEvent, OutboundKind, ReasonCode
 from wabridge.simulators.hosting import serve_app
 from wabridge.simulators.media_samples import sample_for
@@ -54,12 +54,19 @@ async def genesys_files() -> AsyncIterator[GenesysFiles]:
         yield files
 
 
-def agent_media(harness: MediaHarness, **options: float) -> AgentMedia:
+def agent_media(harness: MediaHarness, *trusted: str, **options: float) -> AgentMedia:
+    """The stage's attachment handling, fetching from ``trusted`` origins (this test's own servers,
+    on loopback over plain http, as the embedded stack's Genesys simulator is)."""
     graph = MetaGraphClient(graph_version="v26.0")
     storage, presigner = s3.client(harness.settings), s3.client(harness.settings, public=True)
-    harness.clients += [graph, storage, presigner]
+    fetcher = AttachmentFetcher(
+        harness.settings.model_copy(update={"genesys_attachment_insecure_origins": ",".join(trusted)})
+    )
+    harness.clients += [graph, storage, presigner, fetcher]
     tokens = WhatsAppTokens(harness.redis, harness.box, harness.settings)
-    return AgentMedia(harness.settings, graph=graph, tokens=tokens, storage=storage, presigner=presigner, **options)
+    return AgentMedia(
+        harness.settings, graph=graph, tokens=tokens, storage=storage, presigner=presigner, fetcher=fetcher, **options
+    )
 
 
 def agent_message(url: str, mime: str, filename: str | None = None) -> tuple[OutboundEvent, Part]:
@@ -78,7 +85,7 @@ async def test_an_attachment_is_kept_uploaded_and_sent_by_id_and_fetched_from_ge
     tenant = await harness.save_tenant()
     sample = sample_for("image")
     outbound, part = agent_message(genesys_files.add("photo", sample.data, sample.mime_type), sample.mime_type)
-    media = agent_media(harness)
+    media = agent_media(harness, genesys_files.url)
 
     message = await media.attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
     assert message["type"] == "image" and message["image"]["caption"] == "The part"
@@ -110,7 +117,7 @@ async def test_when_meta_refuses_the_upload_the_message_carries_a_link_to_the_ke
     outbound, part = agent_message(genesys_files.add("invoice", sample.data, sample.mime_type), sample.mime_type)
     harness.meta.fault_next_uploads(PHONE_NUMBER_ID, 400, 131053)
 
-    message = await agent_media(harness).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
+    message = await agent_media(harness, genesys_files.url).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
     link = message["document"]["link"]
     async with aiohttp.ClientSession() as session, session.get(link) as response:
         assert response.status == 200 and await response.read() == sample.data
@@ -122,7 +129,7 @@ async def test_a_photo_over_whatsapps_image_cap_goes_as_a_document(
     tenant = await harness.save_tenant()
     big = b"\xff\xd8\xff" + bytes(6 * 1024 * 1024)
     outbound, part = agent_message(genesys_files.add("big", big, "image/jpeg"), "image/jpeg", filename="site.jpg")
-    message = await agent_media(harness).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
+    message = await agent_media(harness, genesys_files.url).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
     assert message["type"] == "document"
     assert message["document"]["filename"] == "site.jpg" and message["document"]["caption"] == "The part"
 
@@ -131,11 +138,11 @@ async def test_a_file_genesys_no_longer_serves_or_over_its_cap_is_refused(
     harness: MediaHarness, genesys_files: GenesysFiles
 ) -> None:
     tenant = await harness.save_tenant()
-    media = agent_media(harness)
+    media = agent_media(harness, genesys_files.url)
     outbound, part = agent_message(f"{genesys_files.url}/downloads/gone", "application/pdf")
-    with pytest.raises(PermanentError) as gone:
+    with pytest.raises(Unsendable) as gone:
         await media.attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
-    assert gone.value.reason == "attachment_gone"
+    assert str(gone.value) == "attachment unavailable"  # what the agent reads: not the peer's words
 
     huge = genesys_files.add("huge", bytes(26 * 1024 * 1024), "application/pdf")
     outbound, part = agent_message(huge, "application/pdf")
@@ -150,6 +157,7 @@ async def test_an_attachment_genesys_cannot_serve_is_given_up_after_a_few_tries(
     messages must not wait behind it)."""
     tenant = await harness.save_tenant()
     outbound, part = agent_message("http://127.0.0.1:1/never.pdf", "application/pdf")
-    with pytest.raises(PermanentError) as unreachable:
-        await agent_media(harness, fetch_backoff_s=0.01).attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
-    assert unreachable.value.reason == "attachment_unreachable"
+    media = agent_media(harness, "http://127.0.0.1:1", fetch_backoff_s=0.01)
+    with pytest.raises(Unsendable) as unreachable:
+        await media.attach(tenant, PHONE_NUMBER_ID, outbound, 0, part)
+    assert str(unreachable.value) == "attachment unavailable"

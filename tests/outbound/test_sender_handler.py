@@ -87,6 +87,8 @@ async def stage(
         }
     )
     await save_tenants(provisioned, tenant)
+    # Agent attachments come from the Genesys simulator: plain http on loopback, as in the embedded stack.
+    provisioned = provisioned.model_copy(update={"genesys_attachment_insecure_origins": genesys_sim.url})
     ctx = StageContext(create_app(provisioned), provisioned)
     conversations: dict[str, Any] = {}
     sender = Sender(ctx, genesys_client, conversations)  # type: ignore[arg-type]

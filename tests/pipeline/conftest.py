@@ -326,7 +326,8 @@ async def pipeline(pipeline_settings: Settings, tmp_path: Path) -> AsyncIterator
         ) as http,
     ):
         await save_tenants(settings, *(t.tenant(meta.url, genesys.url) for t in TENANTS))
-        env = settings_env(settings)
+        # The worker fetches agent attachments from the Genesys simulator: plain http on loopback.
+        env = {**settings_env(settings), "WABRIDGE_GENESYS_ATTACHMENT_INSECURE_ORIGINS": genesys.url}
         log_dir = tmp_path / "logs"
         log_dir.mkdir()
         processes = {

@@ -61,6 +61,7 @@ from wabridge.agent_media import AgentMedia
 from wabridge.agents import holds
 from wabridge.agents.context import StageContext
 from wabridge.connectors import s3
+from wabridge.connectors.attachments import AttachmentFetcher
 from wabridge.connectors.genesys import GenesysClient
 from wabridge.connectors.meta_graph import Accepted, MetaGraphClient, NumberRateLimited, SendRefused, WhatsAppTokens
 from wabridge.connectors.meta_templates import Catalog, TemplateCatalog
@@ -170,8 +171,14 @@ class Sender:
         self.pacer = NumberPacer(ctx.settings.whatsapp_sends_per_second)
         self._storage = s3.client(ctx.settings)
         self._presigner = s3.client(ctx.settings, public=True)
+        self._attachments = AttachmentFetcher(ctx.settings)
         self.media = AgentMedia(
-            ctx.settings, graph=self.graph, tokens=self.tokens, storage=self._storage, presigner=self._presigner
+            ctx.settings,
+            graph=self.graph,
+            tokens=self.tokens,
+            storage=self._storage,
+            presigner=self._presigner,
+            fetcher=self._attachments,
         )
         self.templates = TemplateCatalog(ctx.redis, ctx.settings, self.graph, self.tokens)
         # key -> when its typing indicator was last shown (monotonic); pruned to the last seconds.
@@ -179,6 +186,7 @@ class Sender:
 
     async def close(self) -> None:
         await self.graph.close()
+        await self._attachments.close()
         for client in (self._storage, self._presigner):
             await s3.close(client)
 

@@ -76,9 +76,13 @@ def run_foreground(settings: Settings, only: list[str] | None = None) -> int:
             path.write_bytes(orjson.dumps(config))
             path.chmod(0o600)
             wanted[name] = [*wanted[name], "--config", str(path)]
+    # The worker fetches agent attachments from the embedded Genesys simulator: plain http, loopback.
+    env = os.environ.copy()
+    simulator = f"http://{settings.sim_genesys_host}:{settings.sim_genesys_port}"
+    env.setdefault("WABRIDGE_GENESYS_ATTACHMENT_INSECURE_ORIGINS", simulator)
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, argv in wanted.items():
-        children[name] = subprocess.Popen([sys.executable, "-m", "wabridge", *argv], env=os.environ.copy())
+        children[name] = subprocess.Popen([sys.executable, "-m", "wabridge", *argv], env=env)
     _record(settings, {n: p.pid for n, p in children.items()})
 
     # Said once every process answers /healthz, so the user knows when the demo can run.

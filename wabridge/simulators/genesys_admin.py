@@ -7,6 +7,7 @@ PUT|DELETE    /__sim/faults/{integration|client}/{id}   a FaultPlan
 GET /__sim/inbound · /__sim/attachments · /__sim/outbound   what Genesys accepted, fetched, sent
 GET /__sim/arrivals?since=&prefix=&kind=&limit=   accepted inbound, compact and incremental (benchmarks)
 POST /__sim/agent/messages             an agent message (outbound webhook)
+GET  /__sim/redirect?to=URL            a download link that redirects to URL
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class GenesysAdmin:
         add.add_get("/__sim/outbound", self._outbound)
         add.add_get("/__sim/arrivals", self._arrivals)
         add.add_post("/__sim/agent/messages", self._agent_message)
+        add.add_get("/__sim/redirect", self._redirect)
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        """A download link that redirects to ``to``: how a test makes Genesys's own host send the
+        worker elsewhere (the worker must not follow it off its allow-list)."""
+        raise web.HTTPFound(request.query.get("to", "/"))
 
     async def _get_config(self, request: web.Request) -> web.Response:
         return json_response(self._sim.config.model_dump(mode="json"))
