@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     # for tens of seconds. 128 is ~4x what the edge holds at its measured ceiling (~330/s at ~0.1 s).
     webhook_max_in_flight: int = Field(default=128, ge=1)
     webhook_admission_wait_s: float = Field(default=0.25, ge=0)
+    # What a stranger can hold of the webhook port before a signature is checked
+    # (connectors/connection_guard.py). A request's body is read under a deadline of
+    # webhook_body_timeout_s plus its declared size at webhook_min_body_bytes_per_s (Meta's 3 MB
+    # then has 56 s), before it takes one of the webhook_max_in_flight work slots.
+    webhook_max_connections: int = Field(default=4096, ge=1)
+    # 0: no per-address cap (behind a load balancer, every connection comes from its address).
+    webhook_max_connections_per_address: int = Field(default=256, ge=0)
+    webhook_header_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_min_body_bytes_per_s: int = Field(default=64 * 1024, ge=1)
+    webhook_keepalive_s: float = Field(default=5.0, gt=0)
     # The edge's operations listener: /healthz, /readyz, /metrics. The webhook port serves only
     # /webhook/*, so what Meta and Genesys reach shows no dependency, tenant or metric.
     webhook_ops_host: str = "127.0.0.1"

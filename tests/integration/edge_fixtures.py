@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from wabridge.connectors import archive, kafka, postgres, rabbitmq, s3
+from wabridge.connectors.connection_guard import ConnectionGuard, GuardedSite
 from wabridge.connectors.webhook import EdgeDeps, build_edge, build_ops
 from wabridge.settings import Settings
 from wabridge.simulators.customer import InboundSpec, build_message, build_webhook, encode_webhook, sign_webhook
@@ -128,11 +129,12 @@ async def drain(settings: Settings, queue_name: str, idle_s: float = 1.0) -> lis
 
 async def serve_edge(settings: Settings) -> AsyncIterator[RunningEdge]:
     app, deps = await build_edge(settings)
-    runner, ops = web.AppRunner(app), web.AppRunner(build_ops(deps))
+    runner = web.AppRunner(app, keepalive_timeout=settings.webhook_keepalive_s)
+    ops = web.AppRunner(build_ops(deps))
     await runner.setup()
     await ops.setup()
     port, ops_port = free_port(), free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await GuardedSite(runner, "127.0.0.1", port, ConnectionGuard(settings)).start()
     await web.TCPSite(ops, "127.0.0.1", ops_port).start()
     try:
         async with aiohttp.ClientSession() as session:

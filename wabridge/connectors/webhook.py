@@ -12,10 +12,11 @@ so onboarding the number in that time loses nothing), 413 (body over the cap),
 429 (tenant over its rate limit), 503 (RabbitMQ did not confirm, PostgreSQL unreachable, or the
 edge is saturated: Meta retries; ``Retry-After`` says when).
 
-Overload: :class:`Admission` bounds the webhooks worked on at once. A request that finds no room
-within ``webhook_admission_wait_s`` is answered 503 before its body is read, so a burst costs the
-edge neither memory nor time, and Meta hears "retry" in a fraction of a second rather than after
-its own timeout.
+Overload: :class:`Admission` bounds the webhooks worked on at once. A request takes a slot only
+once its body is complete (read under a deadline), so a stranger who stalls mid-body holds no slot;
+one that finds no room within ``webhook_admission_wait_s`` is answered 503, and Meta hears "retry"
+in a fraction of a second rather than after its own timeout. ``connection_guard`` bounds the
+connections a stranger can hold, and the time to send a request head.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from miniopy_async.api import Minio
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
-from wabridge.connectors import postgres, redis_client, s3
+from wabridge.connectors import connection_guard, postgres, redis_client, s3
 from wabridge.connectors.archive import RawArchive, iso_utc
+from wabridge.connectors.connection_guard import ConnectionGuard, GuardedSite
 from wabridge.connectors.rabbitmq import DurablePublisher, epoch_header
 from wabridge.connectors.tenant_directory import TenantDirectory
 from wabridge.errors import PermanentError, TransientError
@@ -75,6 +77,7 @@ LATENCY = Histogram(
 )
 QUEUE_FAILURES = Counter("wabridge_webhook_queue_failures_total", "Webhooks refused because RabbitMQ did not confirm")
 IN_FLIGHT = Gauge("wabridge_webhook_in_flight", "Webhooks being worked on (admitted, not yet answered)")
+SLOW_BODIES = Counter("wabridge_webhook_slow_bodies_total", "Requests whose body did not arrive within its deadline")
 QUEUE_UNAVAILABLE = Gauge("wabridge_webhook_queue_unavailable", "1 while the last publish to RabbitMQ failed (alert)")
 QUARANTINED = Counter("wabridge_webhook_quarantined_total", "Validly signed bodies that are not WhatsApp payloads")
 SET_ASIDE = Counter(
@@ -470,18 +473,50 @@ def _endpoint_label(endpoint: str) -> str:
 
 
 class Admission:
-    """Bounds the webhooks worked on at once; past the bound, a quick 503 (see the module doc)."""
+    """Bounds the webhooks worked on at once; past the bound, a quick 503 (see the module doc).
 
-    def __init__(self, max_in_flight: int, wait_s: float) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._wait_s = wait_s
+    A slot is taken only once the request's body is complete: a stranger who sends a head and then
+    nothing (or a byte a second) holds a connection, bounded by ``connection_guard``, never a slot
+    that signed webhooks need. The body is read under a deadline: its declared size at a minimum
+    rate, plus a fixed allowance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._slots = asyncio.Semaphore(settings.webhook_max_in_flight)
+        self._wait_s = settings.webhook_admission_wait_s
+        self._body_timeout_s = settings.webhook_body_timeout_s
+        self._min_rate = settings.webhook_min_body_bytes_per_s
+        self._max_body = settings.webhook_max_body_bytes
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        connection_guard.request_started(request)
+        try:
+            return await self._admitted(request, handler)
+        finally:
+            connection_guard.request_finished(request)
+
+    async def _admitted(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # Every webhook endpoint, Meta's verify handshake (GET) included: it needs the tenants too.
         if not request.path.startswith("/webhook/"):
             return await handler(request)
         endpoint = request.path.removeprefix("/webhook/")[:16]
+        if request.can_read_body:
+            declared = min(request.content_length or self._max_body, self._max_body)
+            deadline = self._body_timeout_s + declared / self._min_rate
+            try:
+                await asyncio.wait_for(request.read(), deadline)
+            except TimeoutError:
+                SLOW_BODIES.inc()
+                REFUSALS.log("%s webhook body not complete within %.0f s: answered 408", endpoint, deadline)
+                response = _answer(_endpoint_label(endpoint), 408, "body_timeout", "request body too slow")
+                response.force_close()
+                return response
+            except web.HTTPRequestEntityTooLarge:
+                message = f"body over {self._max_body} bytes"
+                return _answer(_endpoint_label(endpoint), 413, "body_too_large", message)
+            except ConnectionError:
+                # The client went away mid-body: nobody to answer, nothing taken.
+                return _answer(_endpoint_label(endpoint), 400, "client_gone", "connection lost mid-body")
         try:
             await asyncio.wait_for(self._slots.acquire(), self._wait_s)
         except TimeoutError:
@@ -520,7 +555,7 @@ async def build_edge(settings: Settings) -> tuple[web.Application, EdgeDeps]:
         archive=RawArchive(storage, settings.s3_bucket_webhooks),
     )
     edge = WebhookEdge(deps)
-    admission = Admission(settings.webhook_max_in_flight, settings.webhook_admission_wait_s)
+    admission = Admission(settings)
     app = web.Application(client_max_size=settings.webhook_max_body_bytes, middlewares=[admission.middleware])
     app.add_routes(
         [
@@ -564,14 +599,15 @@ async def serve_edge(settings: Settings, host: str | None = None, port: int | No
     try:
         # The webhook listener first: the operations port answers /healthz only once webhooks
         # can be taken (a webhook port that cannot be bound stops the process before that).
-        for application, bind, listen in (
-            (app, host or settings.webhook_host, port or settings.webhook_port),
-            (build_ops(deps), settings.webhook_ops_host, settings.webhook_ops_port),
-        ):
-            runner = web.AppRunner(application, access_log=None)
-            runners.append(runner)
-            await runner.setup()
-            await web.TCPSite(runner, bind, listen).start()
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.webhook_keepalive_s)
+        runners.append(runner)
+        await runner.setup()
+        guard = ConnectionGuard(settings)
+        await GuardedSite(runner, host or settings.webhook_host, port or settings.webhook_port, guard).start()
+        ops = web.AppRunner(build_ops(deps), access_log=None)
+        runners.append(ops)
+        await ops.setup()
+        await web.TCPSite(ops, settings.webhook_ops_host, settings.webhook_ops_port).start()
         log.info("webhook edge listening on %s:%s", host or settings.webhook_host, port or settings.webhook_port)
         await stopping.wait()
     finally:
