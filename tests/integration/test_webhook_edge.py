@@ -269,6 +269,23 @@ async def test_genesys_webhook_signatures_and_dedupe(edge: RunningEdge) -> None:
     assert queued[0].headers["tenant_id"] == "acme"
 
 
+async def test_genesys_receipts_of_one_message_are_each_taken_once(edge: RunningEdge) -> None:
+    """Genesys names a receipt by the id of the message it is about: a Delivered and a later Failed
+    of the same message are two events; a retry of either is one."""
+
+    def receipt(status: str) -> bytes:
+        body = orjson.loads(agent_message("genesys-msg-7"))
+        body.update({"type": "Receipt", "status": status, "isFinalReceipt": status == "Failed"})
+        body.pop("text")
+        return orjson.dumps(body)
+
+    for status in ("Delivered", "Delivered", "Failed", "Failed"):
+        raw = receipt(status)
+        assert await post_genesys(edge, raw, genesys_signature(raw)) == 200
+    queued = await edge.queued(GENESYS_OUTBOUND_EVENTS)
+    assert [orjson.loads(m.body)["status"] for m in queued] == ["Delivered", "Failed"]
+
+
 async def test_health_endpoints(edge: RunningEdge) -> None:
     # The public webhook port serves /webhook/* only; probes and metrics are on the operations port.
     for path in ("/healthz", "/readyz", "/metrics", "/"):

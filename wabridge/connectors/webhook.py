@@ -432,7 +432,10 @@ class WebhookEdge:
                 "genesys webhook for tenant %s: signature does not verify (message %s)", tenant.id, loggable(message_id)
             )
             return _answer("genesys", 401, "bad_signature", "signature does not verify")
-        dedupe_key = self._settings.redis_key(f"genesys:webhook:{tenant.id}:{message_id}")
+        # Genesys reuses a message's id for its receipts: Delivered, then Read, then Failed… each its
+        # own event. Its retries repeat all three fields.
+        what = ":".join(_dedupe_part(payload.get(field)) for field in ("type", "status"))
+        dedupe_key = self._settings.redis_key(f"genesys:webhook:{tenant.id}:{message_id}:{what}")
         try:
             if await self._d.redis.exists(dedupe_key):
                 REQUESTS.labels("genesys", "duplicate").inc()
@@ -455,6 +458,11 @@ class WebhookEdge:
             log.warning("genesys dedupe key not stored (redis: %s)", exc)
         REQUESTS.labels("genesys", "queued").inc()
         return web.json_response({"status": "accepted"})
+
+
+def _dedupe_part(value: object) -> str:
+    """A short, stable piece of a dedupe key from a field a stranger may have made anything."""
+    return str(value)[:32] if isinstance(value, str | int) and not isinstance(value, bool) else "-"
 
 
 def _answer(endpoint: str, status: int, outcome: str, message: str) -> web.Response:
