@@ -110,6 +110,20 @@ async def test_an_agent_text_reaches_the_customer_once(stage: Stage, meta: MetaS
     assert len(meta.sent_messages(PHONE_NUMBER_ID)) == 1
 
 
+async def test_a_replay_after_the_window_closed_tells_the_agent_nothing_false(
+    stage: Stage, meta: MetaSimulator, genesys_sim: GenesysSimulator
+) -> None:
+    stage.customer_wrote(seconds_ago=60)
+    event = stage.agent_text("Your order ships today.")
+    await stage.sender.handle(event)
+    assert len(meta.sent_messages(PHONE_NUMBER_ID)) == 1
+    # A day later the window is closed, and the record is replayed: it was sent, so nothing is said.
+    stage.customer_wrote(seconds_ago=25 * 3600)
+    await stage.sender.handle(Event(event.key, event.value, Position(event.message.topic, 0, 1)))
+    assert len(meta.sent_messages(PHONE_NUMBER_ID)) == 1
+    assert genesys_sim.accepted(GENESYS_INTEGRATION_A, kind="receipt") == []
+
+
 async def test_outside_the_window_nothing_is_sent_and_genesys_is_told_why(
     stage: Stage, meta: MetaSimulator, genesys_sim: GenesysSimulator
 ) -> None:

@@ -218,6 +218,12 @@ class Sender:
     async def send(self, event: StageEvent, outbound: OutboundEvent, parts: list[Part]) -> None:
         """Send ``parts`` in order, each once, if the customer's window (or a template) allows."""
         tenant = await self.ctx.tenant(outbound.tenant_id)
+        # First: a message Meta has whole (a redelivery, a replay) is done, whatever the window or
+        # an opt-out says now; telling the agent "not sent" about it would be wrong.
+        if await self.already_sent(outbound):
+            SENDS.labels(tenant.id, "already_sent").inc()
+            log.info("outbound: tenant %s agent message %s was sent already: skipped", tenant.id, outbound.id)
+            return
         held = self.conversations.get(outbound.key)
         mapping = ConversationMapping.from_table(held) if held is not None else None
         # A conversation kept before this field existed has only its activity time: later than the
@@ -263,6 +269,12 @@ class Sender:
                 if waba_id:
                     await self.templates.forget(tenant.id, waba_id)
             await self.tell_failure(outbound, code, f"Not sent: {exc}")
+
+    async def already_sent(self, outbound: OutboundEvent) -> bool:
+        async def outcome() -> MessageOutcome:
+            return await fetch_outcome(await self.ctx.pool(), outbound.tenant_id, outbound.id)
+
+        return (await self.ctx.retrying(STAGE, outcome, tenant_id=outbound.tenant_id)).all_sent
 
     def waba_of(self, tenant: Tenant, mapping: ConversationMapping | None) -> str | None:
         """The WhatsApp Business Account of the number the send goes from (its templates' home)."""

@@ -162,10 +162,16 @@ async def _status(conn: asyncpg.Connection, items: Sequence[SendStatus]) -> list
 class MessageOutcome:
     """Where an agent's message stands across its WhatsApp parts, for its one final receipt."""
 
-    parts: int  # how many parts the message has
+    parts: int  # how many parts the message has (0: none begun yet)
     delivered: int  # parts delivered (or read, or played)
     failed: int  # parts failed
     told: bool  # the final receipt was posted already
+    sent: int = 0  # parts Meta has taken (a wamid is recorded)
+
+    @property
+    def all_sent(self) -> bool:
+        """Meta has every part: a redelivery or replay of the message has nothing left to do."""
+        return self.parts > 0 and self.sent >= self.parts
 
     @property
     def settled(self) -> bool:
@@ -179,7 +185,8 @@ async def fetch_outcome(pool: asyncpg.Pool, tenant_id: str, genesys_message_id: 
         SELECT COALESCE(MAX(s.parts), 0) AS parts,
                COUNT(*) FILTER (WHERE t.status IN ('delivered', 'read', 'played')) AS delivered,
                COUNT(*) FILTER (WHERE t.status = 'failed') AS failed,
-               COALESCE(BOOL_OR(s.final_receipt_at IS NOT NULL), FALSE) AS told
+               COALESCE(BOOL_OR(s.final_receipt_at IS NOT NULL), FALSE) AS told,
+               COUNT(s.wamid) AS sent
         FROM outbound_sends s
         LEFT JOIN message_tracking t
           ON t.tenant_id = s.tenant_id AND t.direction = 'outbound' AND t.message_id = s.wamid
@@ -189,7 +196,7 @@ async def fetch_outcome(pool: asyncpg.Pool, tenant_id: str, genesys_message_id: 
         genesys_message_id,
     )
     assert row is not None  # an aggregate always answers one row
-    return MessageOutcome(row["parts"], row["delivered"], row["failed"], row["told"])
+    return MessageOutcome(row["parts"], row["delivered"], row["failed"], row["told"], row["sent"])
 
 
 async def mark_told(pool: asyncpg.Pool, tenant_id: str, genesys_message_id: str) -> None:
