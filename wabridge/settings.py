@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # How long each bucket keeps an object (days; the seed's figures). Raw webhooks are versioned:
     # an overwritten or deleted version goes after the same number of days.
     s3_webhooks_retention_days: int = Field(default=30, ge=1)
+    # How long error-events keeps a failed record: at least as long as the raw archive, so a message
+    # that failed can be redriven for as long as its webhook can be re-ingested (the broker's own
+    # default is 7 days). Set when the topic is created; a shorter existing one is warned of.
+    error_events_retention_days: int = Field(default=30, ge=1)
     s3_media_inbound_retention_days: int = Field(default=90, ge=1)
     s3_media_outbound_retention_days: int = Field(default=30, ge=1)
     # Raw webhooks move to a colder tier after ``s3_cold_after_days`` only when one is named: an S3

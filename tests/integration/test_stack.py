@@ -20,7 +20,13 @@ from wabridge.connectors import kafka, postgres, rabbitmq, s3
 from wabridge.dev import services, stack
 from wabridge.errors import ConfigurationError
 from wabridge.settings import Settings
-from wabridge.streams.topics import DEAD_LETTER_SUFFIX, INBOUND_WHATSAPP_MESSAGES, STAGE_TOPICS, stage_topic_names
+from wabridge.streams.topics import (
+    DEAD_LETTER_SUFFIX,
+    ERROR_EVENTS,
+    INBOUND_WHATSAPP_MESSAGES,
+    STAGE_TOPICS,
+    stage_topic_names,
+)
 
 
 async def test_every_stack_component_answers(stack_settings: Settings) -> None:
@@ -38,6 +44,15 @@ async def test_topics_are_created_with_the_configured_partition_count(isolated_s
         assert sorted(created) == sorted(topics)
         counts = await kafka.partition_counts(settings, topics)
         assert counts == dict.fromkeys(topics, 6)
+        # error-events keeps failed records as long as the raw archive keeps webhooks (30 days), not
+        # the broker's 7-day default: a failed message can be redriven for as long as it can be re-ingested.
+        admin = kafka.admin_client(settings)
+        await admin.start()
+        try:
+            retention = await kafka.topic_retention_ms(admin, settings.topic(ERROR_EVENTS))
+        finally:
+            await admin.close()
+        assert retention == 30 * 86_400_000 >= settings.s3_webhooks_retention_days * 86_400_000
         # A second run finds them all and creates nothing.
         assert await kafka.ensure_topics(settings) == []
         # A deployment that asks for another count must hear about it, not silently lose co-partitioning.

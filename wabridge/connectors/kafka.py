@@ -15,13 +15,14 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.fetch import FetchRequest
 
 from wabridge.errors import ConfigurationError, PermanentError, TransientError
 from wabridge.settings import Settings
-from wabridge.streams.topics import stage_topic_names
+from wabridge.streams.topics import ERROR_EVENTS, stage_topic_names
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,17 @@ async def ensure_topics(
     """
     wanted = list(dict.fromkeys(topics if topics is not None else stage_topic_names(settings)))
     compact = set(compacted)
+    configs = {t: {"cleanup.policy": "compact"} for t in compact}
+    errors_topic = settings.topic(ERROR_EVENTS)
+    configs[errors_topic] = {"retention.ms": str(error_events_retention_ms(settings))}
     admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []
+        if errors_topic in wanted and errors_topic in existing:
+            await _warn_if_short_retention(admin, settings, errors_topic)
         if missing:
             response = await admin.create_topics(
                 [
@@ -182,7 +188,7 @@ async def ensure_topics(
                         t,
                         settings.kafka_partitions,
                         settings.kafka_replication_factor,
-                        topic_configs={"cleanup.policy": "compact"} if t in compact else {},
+                        topic_configs=configs.get(t, {}),
                     )
                     for t in missing
                 ]
@@ -204,6 +210,38 @@ async def ensure_topics(
     if created:
         log.info("created topics %s with %d partitions", created, settings.kafka_partitions)
     return created
+
+
+def error_events_retention_ms(settings: Settings) -> int:
+    return settings.error_events_retention_days * 24 * 3600 * 1000
+
+
+async def topic_retention_ms(admin: AIOKafkaAdminClient, topic: str) -> int | None:
+    """The topic's ``retention.ms`` as the broker reports it; None when it does not say."""
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    for response in described:
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    return int(entry[1])
+    return None
+
+
+async def _warn_if_short_retention(admin: AIOKafkaAdminClient, settings: Settings, topic: str) -> None:
+    """An ``error-events`` created before its retention was set keeps the broker's default (7 days):
+    said, since this client cannot change it on every broker (Tansu has no AlterConfigs)."""
+    try:
+        retention = await topic_retention_ms(admin, topic)
+    except kafka_errors.KafkaError as exc:
+        log.warning("could not read the retention of %s: %s", topic, exc)
+        return
+    wanted = error_events_retention_ms(settings)
+    if retention is not None and 0 <= retention < wanted:
+        log.warning(
+            "%s keeps records %.1f days, less than WABRIDGE_ERROR_EVENTS_RETENTION_DAYS=%d: failed records "
+            "may expire before they can be redriven; raise its retention.ms to %d",
+            topic, retention / 86_400_000, settings.error_events_retention_days, wanted,
+        )  # fmt: skip
 
 
 async def delete_topics(settings: Settings, topics: list[str]) -> None:
