@@ -16,11 +16,16 @@ class ConfigurationError(WabridgeError):
 
 
 class TransientError(WabridgeError):
-    """Worth retrying with backoff; ``retry_after`` (seconds) when the peer said how long to wait."""
+    """Worth retrying with backoff; ``retry_after`` (seconds) when the peer said how long to wait.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    ``maybe_taken``: the request reached the peer and its answer was lost or an error (a timeout
+    after sending, a 5xx), so the peer may have acted on it: retrying it is a resend, counted and
+    logged as one (``agents.context.ResendWatch``)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, maybe_taken: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_taken = maybe_taken
 
 
 class TenantHeld(TransientError):

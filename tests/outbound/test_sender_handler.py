@@ -9,6 +9,7 @@ same handler inside a worker.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from tests.delivery.conftest import GENESYS_CLIENT_A, GENESYS_INTEGRATION_A, GENESYS_SECRET_A, genesys_tenant
@@ -122,6 +124,20 @@ async def test_a_replay_after_the_window_closed_tells_the_agent_nothing_false(
     await stage.sender.handle(Event(event.key, event.value, Position(event.message.topic, 0, 1)))
     assert len(meta.sent_messages(PHONE_NUMBER_ID)) == 1
     assert genesys_sim.accepted(GENESYS_INTEGRATION_A, kind="receipt") == []
+
+
+async def test_a_send_again_after_metas_5xx_is_counted_and_logged_as_a_resend(
+    stage: Stage, meta: MetaSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    stage.customer_wrote(seconds_ago=60)
+    before = REGISTRY.get_sample_value("wabridge_resends_total", {"stage": "outbound", "tenant": "acme"}) or 0.0
+    meta.fault_next_sends(PHONE_NUMBER_ID, 500, 1)  # Meta answers 500: it may have taken the message
+    with caplog.at_level(logging.WARNING, logger="wabridge.agents.context"):
+        await stage.sender.handle(stage.agent_text("Sorry for the wait."))
+    assert len(meta.sent_messages(PHONE_NUMBER_ID)) == 1  # the second attempt went through
+    after = REGISTRY.get_sample_value("wabridge_resends_total", {"stage": "outbound", "tenant": "acme"})
+    assert after == before + 1
+    assert "sent again after an attempt the peer may have taken" in caplog.text
 
 
 async def test_outside_the_window_nothing_is_sent_and_genesys_is_told_why(

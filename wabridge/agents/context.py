@@ -92,6 +92,43 @@ def _text(value: Any) -> str | None:
     return value[:200] if isinstance(value, str) and value else None
 
 
+RESENDS = Counter(
+    "wabridge_resends_total",
+    "Requests sent again after an attempt the peer may have taken (a timeout or 5xx after sending)",
+    ["stage", "tenant"],
+)
+
+
+class ResendWatch:
+    """One effect's attempts (a POST to Genesys, a send to Meta): an attempt after one the peer may
+    have taken (``TransientError.maybe_taken``) is a resend, counted and logged, since the customer
+    or the agent may then see the message twice. Wrap the action given to ``StageContext.retrying``."""
+
+    def __init__(self, stage: str, tenant_id: str, message_id: str) -> None:
+        self._stage = stage
+        self._tenant_id = tenant_id
+        self._message_id = message_id
+        self._maybe_taken = False
+
+    def __call__(self, action: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        async def attempt() -> T:
+            if self._maybe_taken:
+                self._maybe_taken = False
+                RESENDS.labels(self._stage, self._tenant_id).inc()
+                log.warning(
+                    "%s: tenant %s message %s sent again after an attempt the peer may have taken: it may arrive twice",
+                    self._stage, self._tenant_id, self._message_id,
+                    extra={"tenant": self._tenant_id, "stage": self._stage, "message_id": self._message_id},
+                )  # fmt: skip
+            try:
+                return await action()
+            except TransientError as exc:
+                self._maybe_taken = exc.maybe_taken
+                raise
+
+        return attempt
+
+
 class StageContext:
     """One per worker process; the agents' handlers use it for every side effect."""
 

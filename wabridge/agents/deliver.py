@@ -36,7 +36,7 @@ import faust
 import orjson
 from prometheus_client import Counter, Histogram
 
-from wabridge.agents.context import StageContext
+from wabridge.agents.context import ResendWatch, StageContext
 from wabridge.connectors import s3
 from wabridge.connectors.genesys import DeliveryResult, GenesysClient
 from wabridge.errors import PermanentError, metric_reason
@@ -174,7 +174,7 @@ class Deliverer:
             signed = body if not ready.attachments else self.bodies(await self.with_fresh_links(ready))[index][1]
             return await self.post(current, endpoint, signed)
 
-        result = await self.ctx.retrying(STAGE, attempt, tenant_id=tenant.id)
+        result = await self.ctx.retrying(STAGE, ResendWatch(STAGE, tenant.id, post_id)(attempt), tenant_id=tenant.id)
         DELIVERED.labels(tenant.id, "delivered").inc()
         END_TO_END.observe(max(0.0, time.time() - message.received_at))
         if result.genesys_message_id is not None:

@@ -59,7 +59,7 @@ from prometheus_client import Counter
 
 from wabridge.agent_media import AgentMedia
 from wabridge.agents import holds
-from wabridge.agents.context import StageContext
+from wabridge.agents.context import ResendWatch, StageContext
 from wabridge.connectors import s3
 from wabridge.connectors.attachments import AttachmentFetcher
 from wabridge.connectors.genesys import GenesysClient
@@ -448,7 +448,8 @@ class Sender:
                 self.pacer.pause(phone_number_id, exc.retry_after or NUMBER_PAUSE_S)
                 raise
 
-        accepted = await self.ctx.retrying(STAGE, send, tenant_id=tenant.id, scope=holds.WHATSAPP)
+        watched = ResendWatch(STAGE, tenant.id, f"{outbound.id} part {index}")(send)
+        accepted = await self.ctx.retrying(STAGE, watched, tenant_id=tenant.id, scope=holds.WHATSAPP)
         done = SendDone(tenant.id, outbound.id, index, outbound.customer_id, accepted.wamid, part.preview)
         await self.ctx.write(STAGE, FINISH_SEND, done)
         SENDS.labels(tenant.id, "accepted").inc()

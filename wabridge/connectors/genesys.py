@@ -509,7 +509,9 @@ class GenesysClient:
             REQUESTS.labels(call.tenant_id, call.endpoint, outcome).inc()
             log.warning("tenant %s message %s: Genesys %s: %s", call.tenant_id, call.mid, outcome, _describe(exc))
             raise TransientError(
-                f"tenant {call.tenant_id}: Genesys {call.endpoint} {outcome}: {_describe(exc)}"
+                f"tenant {call.tenant_id}: Genesys {call.endpoint} {outcome}: {_describe(exc)}",
+                # Not connected at all: Genesys never saw it. Anything later: it may have.
+                maybe_taken=not isinstance(exc, aiohttp.ClientConnectorError),
             ) from exc
         finally:
             LATENCY.labels(call.endpoint).observe(time.perf_counter() - started)
@@ -533,7 +535,9 @@ class GenesysClient:
             REQUESTS.labels(tenant_id, call.endpoint, "server_error").inc()
             log.warning("tenant %s message %s: Genesys %d %s", tenant_id, call.mid, status, _genesys_error(raw))
             raise TransientError(
-                f"tenant {tenant_id}: Genesys {call.endpoint} answered {status}", retry_after=_retry_after(headers, raw)
+                f"tenant {tenant_id}: Genesys {call.endpoint} answered {status}",
+                retry_after=_retry_after(headers, raw),
+                maybe_taken=True,
             )
         REQUESTS.labels(tenant_id, call.endpoint, "rejected").inc()
         code = _error_code(raw)

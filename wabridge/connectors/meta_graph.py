@@ -148,7 +148,8 @@ def send_error(
     if code == _WINDOW_CLOSED_CODE:
         return WindowClosed(summary)
     if code in _SEND_RETRY_CODES or (http_status is not None and (http_status in (408, 429) or http_status >= 500)):
-        return TransientError(summary, retry_after=retry_after)
+        maybe_taken = http_status is not None and http_status >= 500
+        return TransientError(summary, retry_after=retry_after, maybe_taken=maybe_taken)
     return SendRefused(summary, code=code)
 
 
@@ -387,7 +388,8 @@ class MetaGraphClient:
                 if response.status != 200:
                     raise _send_failure(phone_number_id, response, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"{what} from {phone_number_id} failed: {exc!r}") from exc
+            maybe_taken = not isinstance(exc, aiohttp.ClientConnectorError)  # connected: Meta may have it
+            raise TransientError(f"{what} from {phone_number_id} failed: {exc!r}", maybe_taken=maybe_taken) from exc
         return raw
 
 
