@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 import pytest
 
@@ -301,3 +302,28 @@ async def test_health_endpoints(edge: RunningEdge) -> None:
         metrics = await response.text()
     assert 'wabridge_webhook_requests_total{endpoint="meta",outcome="queued"}' in metrics
     assert "wabridge_webhook_latency_seconds_bucket" in metrics
+
+
+async def test_a_tenant_whose_credentials_cannot_be_decrypted_is_refused_alone(edge_settings: Settings) -> None:
+    """Its Genesys webhooks get 503 (Genesys retries them until an operator fixes the key); every
+    other tenant's are taken as usual."""
+    broken = make_tenant("globex", phone_number_id="206540352242999")
+    broken = broken.model_copy(update={"config": broken.config.model_copy(update={"genesys_integration_id": "int-2"})})
+    await save_tenants(edge_settings, make_tenant(), broken)
+    conn = await asyncpg.connect(edge_settings.postgres_dsn.get_secret_value())
+    try:
+        await conn.execute(
+            f'UPDATE "{edge_settings.postgres_schema}".tenant_credentials'
+            " SET credentials = jsonb_set(credentials, '{genesys_webhook_secret}', '\"not-a-fernet-token\"')"
+            " WHERE tenant_id = 'globex'"
+        )
+    finally:
+        await conn.close()
+    async for edge in serve_edge(edge_settings):
+        good = agent_message("genesys-msg-good")
+        assert await post_genesys(edge, good, genesys_signature(good)) == 200
+        bad = orjson.loads(agent_message("genesys-msg-bad"))
+        bad["channel"]["id"] = "int-2"
+        raw = orjson.dumps(bad)
+        assert await post_genesys(edge, raw, genesys_signature(raw)) == 503
+        assert await post_genesys(edge, good, genesys_signature(good)) == 200  # still: the good one is fine

@@ -23,7 +23,7 @@ import time
 
 import orjson
 import redis.asyncio as aioredis
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
@@ -32,11 +32,13 @@ from wabridge.errors import ConfigurationError, TransientError
 from wabridge.failures import classify
 from wabridge.observability import ThrottledLog
 from wabridge.settings import Settings
-from wabridge.tenants import SecretBox, Tenant, TenantNotFound, TenantStore
+from wabridge.tenants import SecretBox, Tenant, TenantConfig, TenantNotFound, TenantStore
 from wabridge.tenants.models import SECRET_FIELDS
 
 log = logging.getLogger(__name__)
 STALE_LIST = ThrottledLog(log)
+UNREADABLE_LOG = ThrottledLog(log, logging.ERROR, period_s=60.0)
+UNREADABLE = Gauge("wabridge_tenants_unreadable", "Tenants whose credentials no configured key decrypts")
 
 CONFIG_TTL_S = 3600
 # The owned-number list is read again when a lookup needs it and it is older than this: a number
@@ -68,6 +70,7 @@ class TenantDirectory:
         self._by_phone: dict[str, tuple[float, Tenant]] = {}
         self._by_id: dict[str, tuple[float, Tenant | None]] = {}
         self._all: tuple[float, list[Tenant]] | None = None
+        self._unreadable: dict[str, TenantConfig] = {}
         self._numbers: tuple[float, frozenset[str]] | None = None  # (read at, numbers)
         self._numbers_lock = asyncio.Lock()
 
@@ -140,18 +143,28 @@ class TenantDirectory:
         return tenant
 
     async def all_tenants(self) -> list[Tenant]:
-        """Every tenant (verify handshakes and unparseable bodies are matched against each)."""
+        """Every tenant whose credentials can be read (verify handshakes and unparseable bodies are
+        matched against each). A tenant whose credentials no key of the ring decrypts is left out,
+        said and counted: it alone is refused (``by_integration_id``), every other tenant goes on."""
         now = time.monotonic()
         if self._all is not None and self._all[0] > now:
             return self._all[1]
-        tenants = await self._store.list()
+        tenants, unreadable = await self._store.list_readable()
+        for tenant_id in unreadable:
+            UNREADABLE_LOG.log("tenant %s: its credentials cannot be decrypted with any configured key", tenant_id)
+        UNREADABLE.set(len(unreadable))
         self._all = (now + self._local_ttl_s, tenants)
+        self._unreadable = unreadable
         return tenants
 
     async def by_integration_id(self, integration_id: str) -> Tenant | None:
         for tenant in await self.all_tenants():
             if tenant.config.genesys_integration_id == integration_id:
                 return tenant
+        for tenant_id, config in self._unreadable.items():
+            if config.genesys_integration_id == integration_id:
+                # Genesys retries a 5xx: the agent's message waits for the operator's fix, not lost.
+                raise TransientError(f"tenant {tenant_id}: its credentials cannot be decrypted")
         return None
 
     def _phone_key(self, phone_number_id: str) -> str:

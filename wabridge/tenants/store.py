@@ -130,6 +130,18 @@ class TenantStore:
     async def list(self) -> builtins.list[Tenant]:
         return await self._load("")
 
+    async def list_readable(self) -> tuple[builtins.list[Tenant], dict[str, TenantConfig]]:
+        """Every tenant whose credentials this deployment's keys decrypt, and the configuration of
+        each one whose credentials they do not (by tenant id): one such tenant must not make every
+        other tenant's lookups fail."""
+        readable, unreadable = [], {}
+        for row in await self._rows(""):
+            try:
+                readable.append(self._tenant(row))
+            except ConfigurationError:
+                unreadable[row["id"]] = TenantConfig.model_validate_json(row["config"])
+        return readable, unreadable
+
     async def set_active(self, tenant_id: str, active: bool) -> None:
         result = await self._pool.execute(
             "UPDATE tenants SET active = $2, updated_at = NOW() WHERE id = $1", tenant_id, active
@@ -138,7 +150,10 @@ class TenantStore:
             raise TenantNotFound(f"no tenant with id {tenant_id!r}")
 
     async def _load(self, where: str, *args: object) -> builtins.list[Tenant]:
-        rows = await self._pool.fetch(
+        return [self._tenant(row) for row in await self._rows(where, *args)]
+
+    async def _rows(self, where: str, *args: object) -> builtins.list[asyncpg.Record]:
+        rows: builtins.list[asyncpg.Record] = await self._pool.fetch(
             # `where` is one of this class's fixed clauses; values go in as parameters.
             "SELECT t.id, t.name, t.active, t.config, c.credentials,"  # noqa: S608
             " COALESCE(json_agg(json_build_object('phone_number_id', p.phone_number_id,"
@@ -149,7 +164,7 @@ class TenantStore:
             f"{where} GROUP BY t.id, c.credentials ORDER BY t.id",
             *args,
         )
-        return [self._tenant(row) for row in rows]
+        return rows
 
     def _tenant(self, row: asyncpg.Record) -> Tenant:
         return Tenant(
