@@ -4,9 +4,10 @@ Before a signature is checked, a request costs bounded time, memory and connecti
 invariant 8). ``Admission`` (``connectors.webhook``) takes a work slot only once a request's body is
 complete, read under a deadline; this module bounds the rest, at the connection:
 
-* open connections in total (``webhook_max_connections``) and per client address
-  (``webhook_max_connections_per_address``; 0 turns the per-address cap off, as behind a proxy or
-  load balancer that every connection comes from); a connection over either is closed at once;
+* open connections in total (``webhook_max_connections``) and, where the edge faces the internet
+  itself, per client address (``webhook_max_connections_per_address``; off by default, since behind
+  a load balancer every connection comes from its address); a connection over either is closed at
+  once;
 * the time a connection may take to send a complete request head (``webhook_header_timeout_s``):
   a client that trickles its headers a byte a second is closed, whatever the rate;
 * idle keep-alive connections close after ``webhook_keepalive_s``.
