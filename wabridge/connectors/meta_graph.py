@@ -237,16 +237,24 @@ class MetaGraphClient:
         """Where the media id's bytes are now (a URL valid ~5 minutes), its type, hash and size."""
         url = f"{tenant.config.meta_graph_url.rstrip('/')}/{self._graph_version}/{quote(media_id, safe='')}"
         params = {"phone_number_id": phone_number_id} if phone_number_id else None
+        raw = await self._get(url, params, token, object_id=media_id, what=f"media lookup of {media_id}")
+        return _media_info(media_id, raw)
+
+    async def _get(
+        self, url: str, params: dict[str, str] | None, token: SecretStr, *, object_id: str, what: str
+    ) -> bytes:
+        """``GET`` a Graph object; its 200 body, else the error ``_graph_failure`` gives
+        (``TransientError`` when Meta did not answer)."""
         try:
             async with self._client().get(
                 url, params=params, headers=_bearer(token), timeout=self._request_timeout
             ) as response:
                 raw = await response.read()
                 if response.status != 200:
-                    raise _graph_failure(response, raw, media_id=media_id)
+                    raise _graph_failure(response, raw, media_id=object_id)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"media lookup of {media_id} failed: {exc!r}") from exc
-        return _media_info(media_id, raw)
+            raise TransientError(f"{what} failed: {exc!r}") from exc
+        return raw
 
     async def download(self, url: str, token: SecretStr | None, max_bytes: int) -> bytes:
         """The file at a URL from ``media_info``; ``MediaTooLarge`` as soon as it passes ``max_bytes``.
@@ -321,15 +329,7 @@ class MetaGraphClient:
         params = {"fields": fields, "limit": "100"}
         templates: list[dict[str, Any]] = []
         for _ in range(_TEMPLATE_PAGES):
-            try:
-                async with self._client().get(
-                    url, params=params, headers=_bearer(token), timeout=self._request_timeout
-                ) as response:
-                    raw = await response.read()
-                    if response.status != 200:
-                        raise _graph_failure(response, raw, media_id=waba_id)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientError(f"template list of WABA {waba_id} failed: {exc!r}") from exc
+            raw = await self._get(url, params, token, object_id=waba_id, what=f"template list of WABA {waba_id}")
             try:
                 page = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
