@@ -83,9 +83,7 @@ class Preparer:
             app, CONVERSATIONS_TABLE, help="ConversationMapping per tenant_id:customer_id"
         )
         self.source = stage_topic(app, settings, WA_INBOUND)
-        self.resolver = ConversationResolver(
-            ctx, self.conversations, self.source, stage_topic(app, settings, AGENT_MESSAGES)
-        )
+        self.resolver = ConversationResolver(ctx, self.conversations, stage_topic(app, settings, AGENT_MESSAGES))
         self.media = MediaStep(ctx)
 
     async def close(self) -> None:

@@ -89,12 +89,9 @@ Result = TypeVar("Result")
 class ConversationResolver:
     """Step resolve_conversation of the prepare stage; one per worker."""
 
-    def __init__(
-        self, ctx: StageContext, table: StageTable, inbound: faust.TopicT, agent_messages: faust.TopicT
-    ) -> None:
+    def __init__(self, ctx: StageContext, table: StageTable, agent_messages: faust.TopicT) -> None:
         self.ctx = ctx
         self.table = table
-        self.inbound = inbound
         self.agent_messages = agent_messages
 
     async def write(self, kind: WriteKind[Item, Result], item: Item) -> Result:
