@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from wabridge.connectors import postgres
 from wabridge.errors import PermanentError, TransientError
 from wabridge.masking import mask_customer_id
-from wabridge.schemas.meta import customer_identifiers, keyed_as
+from wabridge.schemas.meta import CustomerIdentifiers, customer_identifiers, keyed_as
 from wabridge.schemas.records import WebhookEvent
 from wabridge.settings import Settings
 
@@ -66,16 +66,12 @@ class IdentityDirectory:
     async def keyed(self, events: Sequence[WebhookEvent]) -> list[WebhookEvent]:
         """``events`` in order, each keyed by its customer's one key. ``TransientError`` while
         PostgreSQL cannot answer (the caller holds and tries again; nothing is keyed wrongly)."""
-        wanted = {
-            (event.tenant_id, identifier)
-            for event in events
-            if (ids := customer_identifiers(event)) is not None
-            for identifier in ids.all
-        }
-        missing = [pair for pair in wanted if pair not in self._known]
+        identified = [(event, customer_identifiers(event)) for event in events]
+        named = [(event, ids) for event, ids in identified if ids is not None]
+        missing = list({(event.tenant_id, i) for event, ids in named for i in ids.all} - self._known.keys())
         if missing:
             try:
-                await self._learn(events, missing)
+                await self._learn(named, missing)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 decided = postgres.classify(exc)
                 if isinstance(decided, PermanentError):
@@ -85,13 +81,12 @@ class IdentityDirectory:
                     log.error("customer identities of a webhook refused by PostgreSQL (%s); keyed as named", exc)
                     return list(events)
                 raise TransientError(f"customer identities unavailable: {exc!r}") from exc
-        return [self._keyed(event) for event in events]
+        return [
+            event if ids is None else self._rekeyed(event, self._key_of(event.tenant_id, ids))
+            for event, ids in identified
+        ]
 
-    def _keyed(self, event: WebhookEvent) -> WebhookEvent:
-        ids = customer_identifiers(event)
-        if ids is None:
-            return event
-        key = self._key_of(event.tenant_id, ids.names, ids.links, ids.first_key)
+    def _rekeyed(self, event: WebhookEvent, key: str) -> WebhookEvent:
         if key != event.customer_id:
             REKEYED.labels(event.tenant_id).inc()
             log.debug(
@@ -100,14 +95,17 @@ class IdentityDirectory:
             )  # fmt: skip
         return keyed_as(event, key)
 
-    def _key_of(self, tenant_id: str, names: Sequence[str], links: Sequence[str], first_key: str) -> str:
-        for identifier in (*names, *links):
+    def _key_of(self, tenant_id: str, ids: CustomerIdentifiers) -> str:
+        """The key of the first known identifier (BSUIDs first, then linked ones), else the first key."""
+        for identifier in ids.all:
             key = self._known.get((tenant_id, identifier))
             if key is not None:
                 return key
-        return first_key
+        return ids.first_key
 
-    async def _learn(self, events: Sequence[WebhookEvent], missing: list[tuple[str, str]]) -> None:
+    async def _learn(
+        self, named: list[tuple[WebhookEvent, CustomerIdentifiers]], missing: list[tuple[str, str]]
+    ) -> None:
         """Read the missing identifiers; record the ones nobody has yet, and read back what won.
 
         In two steps, so that bridges racing on a new customer agree: first each new customer's
@@ -117,17 +115,13 @@ class IdentityDirectory:
         pool = await self._connected()
         await self._read(pool, missing)
         anchors: dict[tuple[str, str], str] = {}
-        for event in events:
-            ids = customer_identifiers(event)
-            if ids is not None and not any((event.tenant_id, i) in self._known for i in ids.all):
+        for event, ids in named:
+            if not any((event.tenant_id, i) in self._known for i in ids.all):
                 anchors.setdefault((event.tenant_id, ids.all[0]), ids.first_key)
         await self._record(pool, anchors)
         rest: dict[tuple[str, str], str] = {}
-        for event in events:
-            ids = customer_identifiers(event)
-            if ids is None:
-                continue
-            key = self._key_of(event.tenant_id, ids.names, ids.links, ids.first_key)
+        for event, ids in named:
+            key = self._key_of(event.tenant_id, ids)
             for identifier in ids.all:
                 if (event.tenant_id, identifier) not in self._known:
                     rest.setdefault((event.tenant_id, identifier), key)
