@@ -265,7 +265,8 @@ class Sender:
             await self.ctx.route_error(STAGE, event, exc, tenant_id=outbound.tenant_id, message_id=outbound.id)
             code = reason_code(exc.code) if isinstance(exc, SendRefused) else ReasonCode.GENERAL_ERROR
             if isinstance(exc, SendRefused) and exc.code in TEMPLATE_REFUSAL_CODES:
-                waba_id = self.waba_of(tenant, mapping)
+                # Meta refused a template it was asked for: the number was known (phone_number_id).
+                waba_id = tenant.waba_of(phone_number_id)
                 if waba_id:
                     await self.templates.forget(tenant.id, waba_id)
             await self.tell_failure(outbound, code, f"Not sent: {exc}")
@@ -276,14 +277,6 @@ class Sender:
 
         return (await self.ctx.retrying(STAGE, outcome, tenant_id=outbound.tenant_id)).all_sent
 
-    def waba_of(self, tenant: Tenant, mapping: ConversationMapping | None) -> str | None:
-        """The WhatsApp Business Account of the number the send goes from (its templates' home)."""
-        try:
-            number = self.phone_number_for(mapping, tenant)
-        except PermanentError:
-            return None
-        return next((p.waba_id for p in tenant.phone_numbers if p.phone_number_id == number), None)
-
     async def template_category(
         self, tenant: Tenant, phone_number_id: str, outbound: OutboundEvent, address: dict[str, str]
     ) -> str | None:
@@ -292,7 +285,7 @@ class Sender:
         template = outbound.template
         if template is None:
             return None
-        waba_id = next((p.waba_id for p in tenant.phone_numbers if p.phone_number_id == phone_number_id), None)
+        waba_id = tenant.waba_of(phone_number_id)
 
         async def read() -> Catalog | None:
             return await self.templates.catalog(await self.ctx.tenant(tenant.id), waba_id)

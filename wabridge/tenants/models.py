@@ -74,6 +74,10 @@ class Tenant(BaseModel):
     config: TenantConfig = TenantConfig()
     secrets: TenantSecrets
 
+    def waba_of(self, phone_number_id: str) -> str | None:
+        """The WhatsApp Business Account of one of the tenant's numbers (where its templates live)."""
+        return next((p.waba_id for p in self.phone_numbers if p.phone_number_id == phone_number_id), None)
+
 
 def mask_secret(value: SecretStr) -> str:
     """Enough to recognise a secret, never enough to use it."""
