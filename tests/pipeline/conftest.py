@@ -38,6 +38,7 @@ from wabridge.simulators import (
     MetaSimulator,
 )
 from wabridge.simulators.customer import CustomerDriver, InboundSpec
+from wabridge.simulators.meta import SentMessage
 from wabridge.simulators.meta_templates import MetaTemplate
 from wabridge.streams import internal_auth
 from wabridge.streams.app import changelog_topic_names
@@ -202,6 +203,18 @@ class Pipeline:
     def arrived(self, tenant: BridgeTenant) -> list[Any]:
         """What Genesys accepted for ``tenant`` (messages and structured responses), in arrival order."""
         return [a for a in self.genesys.accepted(tenant.integration_id) if a.kind in ("message", "structured_response")]
+
+    def sent_to(self, tenant: BridgeTenant, customer: str) -> list[SentMessage]:
+        """What the Meta simulator took from the tenant's number for ``customer`` (phone or BSUID), in order."""
+        return [m for m in self.meta.sent_messages(tenant.phone_number_id) if m.to == customer]
+
+    def receipts(self, tenant: BridgeTenant, message_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        """The receipts Genesys took for the agent's message ``message_id`` (of ``status``, if given)."""
+        return [
+            a.body
+            for a in self.genesys.accepted(tenant.integration_id, kind="receipt")
+            if a.body["id"] == message_id and status in (None, a.body["status"])
+        ]
 
     def arrived_ids(self, tenant: BridgeTenant) -> list[str]:
         return [a.body["channel"]["messageId"] for a in self.arrived(tenant)]

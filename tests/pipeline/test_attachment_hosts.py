@@ -66,20 +66,13 @@ async def test_attachments_pointing_into_the_workers_network_are_never_fetched(
             assert response.status == 200
         ids.append(body["id"])
 
-    def failed(message_id: str) -> list[dict[str, object]]:
-        return [
-            a.body
-            for a in pipeline.genesys.accepted(ACME.integration_id, kind="receipt")
-            if a.body["id"] == message_id and a.body["status"] == "Failed"
-        ]
-
     async def all_failed() -> bool:
-        return all(failed(message_id) for message_id in ids)
+        return all(pipeline.receipts(ACME, message_id, "Failed") for message_id in ids)
 
     await wait_for(all_failed, 60, "a Failed receipt for each attachment", pipeline)
     for message_id in ids:
-        [receipt] = failed(message_id)
+        [receipt] = pipeline.receipts(ACME, message_id, "Failed")
         reasons = receipt["reasons"]
         assert isinstance(reasons, list) and reasons[0]["message"] == "Not sent: attachment host not allowed."
     assert internal.requests == []
-    assert not [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer]
+    assert not pipeline.sent_to(ACME, customer)

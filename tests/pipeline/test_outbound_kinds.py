@@ -19,15 +19,11 @@ from wabridge.simulators.meta import SentMessage
 
 
 def sent_to(pipeline: Pipeline, customer: str) -> list[SentMessage]:
-    return [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer]
+    return pipeline.sent_to(ACME, customer)
 
 
 def receipts(pipeline: Pipeline, tenant: BridgeTenant, message_id: str, status: str) -> list[dict[str, Any]]:
-    return [
-        a.body
-        for a in pipeline.genesys.accepted(tenant.integration_id)
-        if a.kind == "receipt" and a.body["id"] == message_id and a.body["status"] == status
-    ]
+    return pipeline.receipts(tenant, message_id, status)
 
 
 async def open_window(pipeline: Pipeline, customer: str) -> None:

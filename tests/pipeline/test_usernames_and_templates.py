@@ -18,13 +18,11 @@ BSUID = "US.13491208655302700001"
 
 
 def sent_to(pipeline: Pipeline, customer: str) -> list[SentMessage]:
-    return [m for m in pipeline.meta.sent_messages(ACME.phone_number_id) if m.to == customer]
+    return pipeline.sent_to(ACME, customer)
 
 
 def receipts_for(pipeline: Pipeline, message_id: str) -> list[dict[str, Any]]:
-    return [
-        a.body for a in pipeline.genesys.accepted(ACME.integration_id, kind="receipt") if a.body["id"] == message_id
-    ]
+    return pipeline.receipts(ACME, message_id)
 
 
 async def failed_note(pipeline: Pipeline, message_id: str) -> str:
