@@ -1,6 +1,6 @@
 """Each tenant's WhatsApp message templates, as Meta lists them, cached in Redis for every worker.
 
-``TemplateCatalog.lookup`` answers what an agent's template is at Meta (category, status,
+``TemplateCatalog.catalog`` answers what an agent's template is at Meta (category, status,
 parameters) from ``tenant:{id}:templates:{waba}`` in Redis, read from Meta
 (``GET /{waba-id}/message_templates``) when missing or older than ``TTL_S``. Meta's template
 refusals at send time (132000, 132001, 132015, 132016) and its template webhooks make the copy be
@@ -15,6 +15,7 @@ lookup answers ``None`` and the send goes unchecked: Meta's own answer then reac
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -46,6 +47,11 @@ async def forget_templates(redis: aioredis.Redis, settings: Settings, tenant_id:
         await redis.delete(templates_key(settings, tenant_id, waba_id))
     except RedisError as exc:
         log.warning("redis unavailable, template list of tenant %s not dropped: %s", tenant_id, exc)
+
+
+def _known(entries: Sequence[object]) -> list[KnownTemplate]:
+    """The templates of Meta's list that name one (as read from Meta or from the Redis copy)."""
+    return [t for t in (known_template(entry) for entry in entries) if t is not None]
 
 
 class Catalog:
@@ -94,9 +100,8 @@ class TemplateCatalog:
             )  # fmt: skip
             return None
         READS.labels("read").inc()
-        templates = [t for t in (known_template(entry) for entry in raw) if t is not None]
         await self._store(tenant.id, waba_id, raw)
-        return Catalog(templates)
+        return Catalog(_known(raw))
 
     async def forget(self, tenant_id: str, waba_id: str) -> None:
         await forget_templates(self._redis, self._settings, tenant_id, waba_id)
@@ -113,9 +118,7 @@ class TemplateCatalog:
             entries = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(entries, list):
-            return None
-        return [t for t in (known_template(entry) for entry in entries) if t is not None]
+        return _known(entries) if isinstance(entries, list) else None
 
     async def _store(self, tenant_id: str, waba_id: str, raw: list[dict[str, object]]) -> None:
         try:
